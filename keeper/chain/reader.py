@@ -1,0 +1,250 @@
+"""The snapshot reader: the whole state for one block in one `Multicall3.aggregate3` eth_call.
+
+Owns which views are read, encoding them, and decoding the answers into a `Snapshot`. The static
+layout (asset list, feeds, decimals) is read once and re-read when the vault or asset count changes.
+Must not decide anything; a failed or malformed answer is a ReadError (retryable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import decode, encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from web3 import Web3
+
+from keeper.errors import ReadError
+from keeper.snapshot import Asset, Book, Glp, LendingAccount, Manager, Snapshot
+
+_BOOK = "(uint8,uint256,uint256[],uint256[],uint256[],uint256,uint256,uint256)"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One view call: target, ABI signature, output types, and how to turn the decoded tuple into a value."""
+
+    target: str
+    signature: str
+    args: tuple[Any, ...] = ()
+    outputs: str = "(uint256)"
+    allow_failure: bool = False
+
+    def calldata(self) -> bytes:
+        selector = keccak(text=self.signature)[:4]
+        arg_types = self.signature[self.signature.index("(") :]
+        if arg_types == "()":
+            return selector
+        return selector + encode([arg_types], [self.args])
+
+
+def _selector_types(signature: str) -> str:
+    return signature[signature.index("(") :]
+
+
+def multicall(w3: Web3, multicall_address: str, calls: Sequence[Call], block: int) -> list[Any]:
+    """Run `calls` in one aggregate3 eth_call at `block`; return each call's decoded output tuple."""
+    payload = [(Web3.to_checksum_address(c.target), c.allow_failure, c.calldata()) for c in calls]
+    data = keccak(text="aggregate3((address,bool,bytes)[])")[:4] + encode(["(address,bool,bytes)[]"], [payload])
+    try:
+        raw = w3.eth.call({"to": Web3.to_checksum_address(multicall_address), "data": data}, block)
+    except Exception as exc:  # web3 raises many unrelated types for transport and revert problems
+        raise ReadError(f"aggregate3 at block {block} failed: {exc.__class__.__name__}: {exc}") from exc
+    try:
+        (results,) = decode(["(bool,bytes)[]"], bytes(raw))
+    except Exception as exc:
+        raise ReadError(f"aggregate3 at block {block}: undecodable answer ({exc})") from exc
+    if len(results) != len(calls):
+        raise ReadError(f"aggregate3 returned {len(results)} results for {len(calls)} calls")
+    out: list[Any] = []
+    for call, (ok, ret) in zip(calls, results, strict=True):
+        if not ok:
+            if call.allow_failure:
+                out.append(None)
+                continue
+            raise ReadError(f"{call.signature} on {call.target} reverted at block {block}")
+        try:
+            out.append(decode([call.outputs], bytes(ret))[0])
+        except Exception as exc:
+            raise ReadError(f"{call.signature} on {call.target}: undecodable answer ({exc})") from exc
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What does not change block to block: the asset list and its static metadata."""
+
+    symbols: tuple[str, ...]
+    tokens: tuple[str, ...]
+    feeds: tuple[str, ...]
+    decimals: tuple[int, ...]
+    feed_decimals: tuple[int, ...]
+    stable: tuple[bool, ...]
+    vault_count: int
+
+
+@dataclass(frozen=True)
+class Addresses:
+    vault_manager: str
+    multicall: str
+    gmx_vault: str
+    glp_manager: str
+    reward_router: str
+    pool: str
+    glp: str
+
+
+class SnapshotReader:
+    """Reads `Snapshot`s. One eth_call per block once the layout is known."""
+
+    def __init__(self, w3: Web3, addresses: Addresses, keeper_address: str) -> None:
+        self._w3 = w3
+        self._a = addresses
+        self._keeper = to_checksum_address(keeper_address)
+        self._layout: Layout | None = None
+        self._chain_id: int | None = None
+
+    def read_layout(self, block: int) -> Layout:
+        a = self._a
+        (count,) = multicall(self._w3, a.multicall, [Call(a.vault_manager, "assetCount()")], block)[0]
+        (vaults,) = multicall(self._w3, a.multicall, [Call(a.vault_manager, "vaultCount()")], block)[0]
+        first = [Call(a.vault_manager, "assets(uint256)", (i,), "(address)") for i in range(count)]
+        first += [Call(a.vault_manager, "feeds(uint256)", (i,), "(address)") for i in range(count)]
+        answers = multicall(self._w3, a.multicall, first, block)
+        tokens = tuple(to_checksum_address(t[0]) for t in answers[:count])
+        feeds = tuple(to_checksum_address(f[0]) for f in answers[count:])
+        meta: list[Call] = []
+        for token, feed in zip(tokens, feeds, strict=True):
+            meta += [
+                Call(token, "symbol()", outputs="(string)"),
+                Call(token, "decimals()", outputs="(uint8)"),
+                Call(feed, "decimals()", outputs="(uint8)"),
+                Call(a.gmx_vault, "stableTokens(address)", (token,), "(bool)"),
+            ]
+        m = multicall(self._w3, a.multicall, meta, block)
+        return Layout(
+            symbols=tuple(m[4 * i][0] for i in range(count)),
+            tokens=tokens,
+            feeds=feeds,
+            decimals=tuple(m[4 * i + 1][0] for i in range(count)),
+            feed_decimals=tuple(m[4 * i + 2][0] for i in range(count)),
+            stable=tuple(m[4 * i + 3][0] for i in range(count)),
+            vault_count=vaults,
+        )
+
+    def _calls(self, layout: Layout) -> tuple[list[Call], Callable[[list[Any], int, int], Snapshot]]:
+        a, vm = self._a, self._a.vault_manager
+        calls: list[Call] = [
+            Call(a.multicall, "getCurrentBlockTimestamp()"),
+            Call(a.multicall, "getEthBalance(address)", (self._keeper,)),
+            Call(vm, "assetCount()"),
+            Call(vm, "vaultCount()"),
+            Call(vm, "paused()", outputs="(bool)"),
+            Call(vm, "rebalanceCount()"),
+            Call(vm, "lastRebalanceAt()"),
+            Call(vm, "lastCycleAt()"),
+            Call(vm, "lastProfitAt()"),
+            Call(vm, "lastHarvestAt()"),
+            Call(a.glp, "totalSupply()"),
+            Call(a.glp_manager, "getAum(bool)", (True,)),
+            Call(a.glp_manager, "getAum(bool)", (False,)),
+            Call(a.gmx_vault, "mintBurnFeeBasisPoints()"),
+            Call(a.reward_router, "claimable(address)", (vm,)),
+            Call(a.pool, "getUserAccountData(address)", (vm,), "(uint256,uint256,uint256,uint256,uint256,uint256)"),
+        ]
+        head = len(calls)
+        per_asset = 16
+        for i, (token, feed) in enumerate(zip(layout.tokens, layout.feeds, strict=True)):
+            calls += [
+                Call(feed, "latestRoundData()", outputs="(uint80,int256,uint256,uint256,uint80)"),
+                Call(a.gmx_vault, "getMinPrice(address)", (token,)),
+                Call(a.gmx_vault, "getMaxPrice(address)", (token,)),
+                Call(a.gmx_vault, "poolAmounts(address)", (token,)),
+                Call(a.gmx_vault, "reservedAmounts(address)", (token,)),
+                Call(a.gmx_vault, "guaranteedUsd(address)", (token,)),
+                Call(a.gmx_vault, "globalShortSizes(address)", (token,)),
+                Call(a.glp_manager, "getGlobalShortAveragePrice(address)", (token,)),
+                Call(a.pool, "liquidationThreshold(address)", (token,)),
+                Call(a.pool, "ltvOf(address)", (token,)),
+                Call(a.pool, "borrowCap(address)", (token,)),
+                Call(a.pool, "variableBorrowRate(address)", (token,)),
+                Call(a.pool, "collateralOf(address,address)", (vm, token)),
+                Call(a.pool, "debtOf(address,address)", (vm, token)),
+                Call(vm, "unassignedDebt(uint256)", (i,)),
+                Call(token, "decimals()", outputs="(uint8)"),
+            ]
+        books_at = len(calls)
+        for v in range(layout.vault_count):
+            calls += [Call(vm, "getBook(uint256)", (v,), f"({_BOOK})"), Call(vm, "equityUsd(uint256)", (v,))]
+
+        def build(r: list[Any], chain_id: int, block: int) -> Snapshot:
+            if r[2][0] != len(layout.tokens) or r[3][0] != layout.vault_count:
+                raise _LayoutChangedError
+            assets = []
+            for i in range(len(layout.tokens)):
+                x = r[head + per_asset * i : head + per_asset * (i + 1)]
+                _, answer, _, updated_at, _ = x[0]
+                assets.append(
+                    Asset(
+                        symbol=layout.symbols[i], address=layout.tokens[i], decimals=layout.decimals[i],
+                        is_stable=layout.stable[i], feed=layout.feeds[i], feed_decimals=layout.feed_decimals[i],
+                        feed_answer=answer, feed_updated_at=updated_at,
+                        gmx_min_price=x[1][0], gmx_max_price=x[2][0], pool_amount=x[3][0],
+                        reserved_amount=x[4][0], guaranteed_usd=x[5][0], global_short_size=x[6][0],
+                        global_short_average_price=x[7][0], liquidation_threshold_bps=x[8][0],
+                        ltv_bps=x[9][0], borrow_cap_tokens=x[10][0], borrow_rate_ray=x[11][0],
+                        account_collateral=x[12][0], account_debt=x[13][0], unassigned_debt=x[14][0],
+                    )
+                )
+            books = []
+            for v in range(layout.vault_count):
+                (denom, glp, cash, coll, debt, pend_dep, pend_wd, shares) = r[books_at + 2 * v][0]
+                books.append(
+                    Book(
+                        vault_id=v, denomination=denom, glp=glp, cash=tuple(cash), collateral=tuple(coll),
+                        debt=tuple(debt), pending_deposits=pend_dep, pending_withdrawal_shares=pend_wd,
+                        total_shares=shares, equity_usd=r[books_at + 2 * v + 1][0],
+                    )
+                )
+            return Snapshot(
+                chain_id=chain_id,
+                block_number=block,
+                block_timestamp=r[0][0],
+                assets=tuple(assets),
+                glp=Glp(
+                    supply=r[10][0], aum_max=r[11][0], aum_min=r[12][0],
+                    mint_burn_fee_bps=r[13][0], pending_rewards_weth=r[14][0],
+                ),
+                lending=LendingAccount(*r[15]),
+                manager=Manager(
+                    address=vm, paused=r[4][0], rebalance_count=r[5][0], last_rebalance_at=r[6][0],
+                    last_cycle_at=r[7][0], last_profit_at=r[8][0], last_harvest_at=r[9][0],
+                ),
+                books=tuple(books),
+                keeper_address=self._keeper,
+                keeper_balance_wei=r[1][0],
+            )
+
+        return calls, build
+
+    def read(self, block: int | None = None) -> Snapshot:
+        """The snapshot at `block` (default: the latest block), from one aggregate3 call."""
+        w3 = self._w3
+        if self._chain_id is None:
+            self._chain_id = int(w3.eth.chain_id)
+        number = int(w3.eth.block_number) if block is None else block
+        for _ in range(2):
+            if self._layout is None:
+                self._layout = self.read_layout(number)
+            calls, build = self._calls(self._layout)
+            try:
+                return build(multicall(w3, self._a.multicall, calls, number), self._chain_id, number)
+            except _LayoutChangedError:
+                self._layout = None
+        raise ReadError("vault or asset count changed twice while reading; retry")
+
+
+class _LayoutChangedError(Exception):
+    pass

@@ -1,0 +1,176 @@
+"""Configuration: a TOML file, `KEEPER_`-prefixed environment overrides (`__` nests) and a secrets dir.
+
+Owns the settings schema and turning every validation problem into one ConfigError that lists each
+offending field path with its reason. Must not contact the chain (`keeper check-config` does that).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from keeper.errors import ConfigError
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError("must be a 0x-prefixed 20-byte hex address")
+    from eth_utils.address import to_checksum_address  # local: keeps import cost off pure paths
+
+    return str(to_checksum_address(value))
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^(https?|wss?)://[^\s]+$", value):
+        raise ValueError("must be an http(s):// or ws(s):// URL")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+Url = Annotated[str, AfterValidator(_url)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChainSettings(_Section):
+    chain_id: int = Field(gt=0)
+    rpc_urls: list[Url] = Field(min_length=1)
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class ContractSettings(_Section):
+    vault_manager: Address
+    multicall: Address
+    gmx_vault: Address
+    glp_manager: Address
+    reward_router: Address
+    pool: Address
+    glp: Address
+
+
+class SignerSettings(_Section):
+    """How the keeper signs. `raw` takes `key` (env/secret) or `key_file`; key material is a SecretStr."""
+
+    kind: Literal["none", "raw", "keystore", "remote"] = "none"
+    address: Address | None = None
+    key: SecretStr | None = None
+    key_file: Path | None = None
+    keystore_file: Path | None = None
+    password_file: Path | None = None
+    remote_url: Url | None = None
+
+
+class KeeperSettings(BaseSettings):
+    """The whole configuration. Build it with `load_config(path)`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KEEPER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    chain: ChainSettings
+    contracts: ContractSettings
+    signer: SignerSettings = SignerSettings()
+    hedged_assets: list[str] = Field(default_factory=lambda: ["WETH", "WBTC"], min_length=1)
+    state_dir: Path = Path(".keeper")
+
+    def keeper_address(self) -> str:
+        """The signer's address: configured, or derived from a raw key; the zero address if there is none."""
+        if self.signer.address is not None:
+            return self.signer.address
+        if self.signer.kind == "raw" and self.signer.key is not None:
+            from eth_account import Account
+
+            return str(Account.from_key(self.signer.key.get_secret_value()).address)
+        return "0x" + "00" * 20
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit init values, then environment, then secrets dir, then the TOML file.
+        toml_file = _CONFIG_FILE.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+_CONFIG_FILE: dict[str, Path | None] = {"path": None}
+
+
+def _describe(error: Any) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "config"
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting"
+    return f"{path}: {message}"
+
+
+def load_config(path: Path | str, *, secrets_dir: Path | str | None = None) -> KeeperSettings:
+    """Load and validate; every problem is reported at once as a ConfigError (the CLI exits 2)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {file}: not found")
+    try:
+        tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file}: not valid TOML ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {file}: cannot be read ({exc.__class__.__name__})") from None
+    secrets = secrets_dir or os.environ.get("KEEPER_SECRETS_DIR")
+    _CONFIG_FILE["path"] = file
+    try:
+        if secrets is not None:
+            return KeeperSettings(_secrets_dir=str(secrets))  # type: ignore[call-arg]
+        return KeeperSettings()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise ConfigError(f"invalid configuration in {file}:\n  " + "\n  ".join(lines)) from None
+    finally:
+        _CONFIG_FILE["path"] = None
+
+
+def render_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for the flat-table configs the devnet produces (str, int, bool, lists)."""
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return str(value)
+        if isinstance(value, list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    top = [f"{k} = {scalar(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    tables = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            body = "\n".join(f"{k} = {scalar(v)}" for k, v in value.items() if v is not None)
+            tables.append(f"[{key}]\n{body}")
+    return "\n".join(top) + ("\n\n" if top else "") + "\n\n".join(tables) + "\n"

@@ -1,0 +1,163 @@
+"""The scheduler (APScheduler 3.x): the head watcher, the in-flight tracker and graceful shutdown.
+
+Owns when things run: one head-watcher tick per new block (polled), one in-flight tick, never
+overlapping (`max_instances=1`, coalescing, misfire grace), overruns logged and counted. On SIGTERM or
+SIGINT it stops taking new decisions, lets the running tick finish (the journal reaches a safe state)
+and returns within `grace_seconds`. Scheduler shutdown is only ever called from the main thread,
+never from inside a job. Must not decide, sign or send: it calls the callables it is given.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from keeper import log
+from keeper.daemon.http import Health
+from keeper.daemon.metrics import Metrics
+
+_log = log.get("keeper.schedule")
+
+
+@dataclass(frozen=True)
+class Timing:
+    poll_seconds: float = 0.5  # head polling interval; well under a block on most chains
+    in_flight_seconds: float = 1.0
+    grace_seconds: float = 20.0  # documented shutdown bound: Kubernetes' grace period must exceed it
+    misfire_grace_seconds: float = 5.0
+
+
+class Daemon:
+    """Runs `on_block(n)` once for each new head `n` (only the newest when several arrive at once)."""
+
+    def __init__(
+        self,
+        *,
+        head: Callable[[], int],
+        on_block: Callable[[int], None],
+        on_in_flight: Callable[[int], None],
+        health: Health,
+        metrics: Metrics,
+        timing: Timing = Timing(),
+    ) -> None:
+        self._head = head
+        self._on_block = on_block
+        self._on_in_flight = on_in_flight
+        self._health = health
+        self._metrics = metrics
+        self._timing = timing
+        self._stopping = threading.Event()
+        self._last_block: int | None = None
+        self._latest_head: int | None = None
+        self._scheduler = BackgroundScheduler(
+            job_defaults={
+                "max_instances": 1,
+                "coalesce": True,
+                "misfire_grace_time": max(1, int(timing.misfire_grace_seconds)),
+            }
+        )
+        self._scheduler.add_listener(self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _watch(self) -> None:
+        if self._stopping.is_set():
+            return
+        started = time.monotonic()
+        try:
+            number = self._head()
+        except Exception as exc:  # the tick survives any read failure; the next poll retries
+            self._metrics.ticks.labels(result="read_error").inc()
+            _log.warning("head read failed", error=f"{exc.__class__.__name__}: {exc}")
+            return
+        self._health.beat()
+        self._latest_head = number
+        self._metrics.head_block.set(number)
+        if self._last_block is not None and number <= self._last_block:
+            return
+        try:
+            self._on_block(number)
+            self._metrics.ticks.labels(result="ok").inc()
+        except Exception as exc:
+            self._metrics.ticks.labels(result="error").inc()
+            _log.exception("tick failed", block=number, error=f"{exc.__class__.__name__}: {exc}")
+        finally:
+            self._last_block = number
+            elapsed = time.monotonic() - started
+            self._metrics.tick_duration.observe(elapsed)
+            if elapsed > self._timing.poll_seconds:
+                self._metrics.tick_overruns.inc()
+                _log.warning("tick overran its interval", block=number, seconds=round(elapsed, 3))
+
+    def _track(self) -> None:
+        if self._latest_head is None:
+            return
+        try:
+            self._on_in_flight(self._latest_head)
+        except Exception as exc:
+            _log.exception("in-flight tracking failed", error=f"{exc.__class__.__name__}: {exc}")
+
+    def _on_event(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self._metrics.tick_overruns.inc()
+            _log.warning("job still running at its next run time; skipped", job=event.job_id)
+        elif event.code == EVENT_JOB_MISSED:
+            _log.warning("job missed its run time", job=event.job_id)
+
+    def start(self) -> None:
+        t = self._timing
+        self._scheduler.add_job(self._watch, "interval", seconds=t.poll_seconds, id="head-watcher",
+                                next_run_time=_now())
+        self._scheduler.add_job(self._track, "interval", seconds=t.in_flight_seconds, id="in-flight")
+        self._scheduler.start()
+        _log.info("scheduler started", poll_seconds=t.poll_seconds, grace_seconds=t.grace_seconds)
+
+    def request_stop(self, *_: Any) -> None:
+        """Safe from a signal handler: only sets a flag; the main thread does the shutdown."""
+        self._stopping.set()
+
+    def stop(self) -> bool:
+        """Stop from the main thread; True when every job finished within the grace period."""
+        self._stopping.set()
+        done = threading.Event()
+
+        def shutdown() -> None:
+            self._scheduler.shutdown(wait=True)
+            done.set()
+
+        threading.Thread(target=shutdown, name="keeper-shutdown", daemon=True).start()
+        clean = done.wait(self._timing.grace_seconds)
+        _log.info("scheduler stopped", clean=clean)
+        return clean
+
+    def run_until_signal(self) -> bool:
+        """Start, block until SIGTERM/SIGINT, stop. Returns whether the shutdown was clean."""
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not self._stopping.wait(0.2):
+                pass
+            return self.stop()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        _log.info("signal received; finishing the current tick", signal=signal.Signals(signum).name)
+        self.request_stop()
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

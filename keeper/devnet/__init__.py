@@ -1,0 +1,1 @@
+"""The embedded devnet: the anvil node, the reference-system deployment and the market simulator."""

@@ -1,0 +1,85 @@
+"""A devnet session: anvil started, the reference system deployed, a config file written.
+
+Owns the lifetime of what it starts: leaving the `with` block stops anvil by its pid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from web3 import Web3
+
+from keeper.config import render_toml
+from keeper.devnet.anvil import DEV_KEYS, Anvil
+from keeper.devnet.deploy import Deployment, deploy_reference_system
+
+
+@dataclass
+class DevnetSession:
+    anvil: Anvil
+    deployment: Deployment
+    config_path: Path
+
+    def vault_names(self) -> dict[int, str]:
+        return {v.id: v.name for v in self.deployment.vaults}
+
+    def describe(self) -> str:
+        d = self.deployment
+        rows = [
+            ("rpc", self.anvil.url),
+            ("chain id", str(d.chain_id)),
+            *((f"token {s}", a) for s, a in d.tokens.items()),
+            *((f"feed {s}/USD", a) for s, a in d.feeds.items()),
+            ("GMX Vault", d.gmx_vault),
+            ("GlpManager", d.glp_manager),
+            ("GLP", d.glp),
+            ("RewardRouterV2", d.reward_router),
+            ("lending Pool", d.pool),
+            ("Multicall3", d.multicall),
+            ("VaultManager", d.vault_manager),
+            ("keeper account", d.keeper),
+        ]
+        width = max(len(k) for k, _ in rows)
+        vaults = ", ".join(f"{v.id}:{v.name} ({v.denomination})" for v in d.vaults)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows) + f"\n{'vaults'.ljust(width)}  {vaults}"
+
+
+def devnet_config(anvil: Anvil, d: Deployment) -> dict[str, object]:
+    """The config the other subcommands read. The key is anvil's well-known dev key #1 (devnet only)."""
+    return {
+        "hedged_assets": ["WETH", "WBTC"],
+        "state_dir": ".keeper",
+        "chain": {"chain_id": d.chain_id, "rpc_urls": [anvil.url]},
+        "contracts": {
+            "vault_manager": d.vault_manager,
+            "multicall": d.multicall,
+            "gmx_vault": d.gmx_vault,
+            "glp_manager": d.glp_manager,
+            "reward_router": d.reward_router,
+            "pool": d.pool,
+            "glp": d.glp,
+        },
+        "signer": {"kind": "raw", "address": d.keeper, "key": DEV_KEYS[1]},
+    }
+
+
+@contextmanager
+def start_devnet(
+    *, port: int | None, block_time: float | None, config_out: Path, seed_positions: bool = True
+) -> Iterator[DevnetSession]:
+    anvil = Anvil.start(port=port)
+    try:
+        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
+        deployment = deploy_reference_system(w3, seed_positions=seed_positions)
+        if block_time is not None:
+            # Deploy on automine (fast), then switch to interval mining as asked.
+            w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+            w3.provider.make_request("evm_setIntervalMining", [block_time])  # type: ignore[arg-type]
+        config_out.parent.mkdir(parents=True, exist_ok=True)
+        config_out.write_text(render_toml(devnet_config(anvil, deployment)))
+        yield DevnetSession(anvil=anvil, deployment=deployment, config_path=config_out)
+    finally:
+        anvil.stop()

@@ -1,0 +1,77 @@
+"""Logging: structlog JSON lines when stdout is not a TTY, a readable console in a TTY.
+
+Owns the one renderer every log line goes through, including stdlib loggers (web3, apscheduler),
+hex-encoding of bytes and the redaction of secret-looking values. Must not decide anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"(key|secret|password|passphrase|mnemonic|token|auth)", re.IGNORECASE)
+_HEX64 = re.compile(r"0x[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+
+
+def _hex_bytes(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(event.items()):
+        if isinstance(value, bytes | bytearray):
+            event[key] = "0x" + bytes(value).hex()
+    return event
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop values of secret-named fields; a field that must carry a 32-byte hash says so in its name."""
+    for key, value in list(event.items()):
+        if _SECRET_KEYS.search(key) and not key.endswith(("_hash", "_id", "_count")):
+            event[key] = "[redacted]"
+        elif isinstance(value, str) and _HEX64.search(value) and not key.endswith(("hash", "_id", "topic")):
+            event[key] = _HEX64.sub("0x[redacted-32-bytes]", value)
+    return event
+
+
+def configure(level: str = "INFO", *, json: bool | None = None) -> None:
+    """Set up structlog and route stdlib logging through the same renderer. Idempotent."""
+    use_json = (not sys.stdout.isatty()) if json is None else json
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _hex_bytes,
+        _redact,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("urllib3", "web3.providers", "web3.RequestManager"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+
+
+def get(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,1 @@
+"""Accounting and reporting: what the operator reads (status tables, summaries)."""

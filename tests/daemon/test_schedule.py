@@ -1,0 +1,97 @@
+"""The scheduler: one tick per new head, no overlap, overruns counted, bounded clean stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from keeper.daemon.http import Health
+from keeper.daemon.metrics import Metrics
+from keeper.daemon.schedule import Daemon, Timing
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else value
+
+
+def wait_until(cond: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def test_each_new_head_is_handled_once_and_ticks_never_overlap() -> None:
+    head = {"n": 10}
+    seen: list[int] = []
+    running = threading.Lock()
+    overlaps: list[int] = []
+
+    def on_block(n: int) -> None:
+        if not running.acquire(blocking=False):
+            overlaps.append(n)
+            return
+        try:
+            seen.append(n)
+            time.sleep(0.15)  # longer than the poll interval: the next poll must not overlap
+        finally:
+            running.release()
+
+    metrics = Metrics()
+    daemon = Daemon(head=lambda: head["n"], on_block=on_block, on_in_flight=lambda n: None,
+                    health=Health(30), metrics=metrics, timing=Timing(poll_seconds=0.05, grace_seconds=5))
+    daemon.start()
+    try:
+        wait_until(lambda: seen == [10])
+        time.sleep(0.3)
+        assert seen == [10]  # same head: no second tick
+        head["n"] = 13  # three blocks at once: only the newest is handled
+        wait_until(lambda: seen == [10, 13])
+    finally:
+        assert daemon.stop()
+    assert overlaps == []
+    assert sample(metrics, "keeper_ticks_total", result="ok") == 2
+    assert sample(metrics, "keeper_tick_overruns_total") >= 1  # 0.15 s ticks on a 0.05 s interval
+
+
+def test_failing_head_read_is_counted_and_tick_survives() -> None:
+    calls = {"n": 0}
+
+    def head() -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("node down")
+        return 5
+
+    seen: list[int] = []
+    metrics = Metrics()
+    daemon = Daemon(head=head, on_block=seen.append, on_in_flight=lambda n: None, health=Health(30),
+                    metrics=metrics, timing=Timing(poll_seconds=0.05))
+    daemon.start()
+    try:
+        wait_until(lambda: seen == [5])
+    finally:
+        daemon.stop()
+    assert sample(metrics, "keeper_ticks_total", result="read_error") == 1
+
+
+def test_stop_waits_for_running_tick_and_takes_no_new_decision() -> None:
+    entered = threading.Event()
+    finished = threading.Event()
+    heads = iter(range(1, 1000))
+
+    def on_block(n: int) -> None:
+        entered.set()
+        time.sleep(0.3)
+        finished.set()
+
+    daemon = Daemon(head=lambda: next(heads), on_block=on_block, on_in_flight=lambda n: None,
+                    health=Health(30), metrics=Metrics(), timing=Timing(poll_seconds=0.05, grace_seconds=5))
+    daemon.start()
+    assert entered.wait(5)
+    daemon.request_stop()
+    assert daemon.stop() is True
+    assert finished.is_set()  # the running tick completed before stop returned
