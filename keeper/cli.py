@@ -84,7 +84,9 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     """Start anvil, deploy the reference system, run until Ctrl-C."""
     from keeper.devnet.session import start_devnet
 
-    with start_devnet(port=args.port, block_time=args.block_time, config_out=Path(args.config_out)) as dev:
+    with start_devnet(
+        port=args.port, block_time=args.block_time, config_out=Path(args.config_out), host=args.host
+    ) as dev:
         print(dev.describe())
         print(f"config written to {args.config_out}; Ctrl-C or SIGTERM stops anvil (pid {dev.anvil.pid})")
         sys.stdout.flush()
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("devnet", cmd_devnet)
     p.add_argument("--port", type=int, default=None, help="anvil port (default: a free port)")
+    p.add_argument("--host", default="127.0.0.1", help="interface anvil listens on (default: 127.0.0.1)")
     p.add_argument("--block-time", type=float, default=None, help="seconds per block (default: automine)")
     p.add_argument("--config-out", default="devnet.toml", help="where to write the config (default: devnet.toml)")
 

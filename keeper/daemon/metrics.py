@@ -97,6 +97,10 @@ class Metrics:
         self.simulation_reverts = Counter(
             "keeper_simulation_reverts_total", "Intents stopped by the simulation gate.", ["error"], registry=r
         )
+        self.ready = Gauge("keeper_ready", "1 while /readyz answers 200 (only the leader is ready).", registry=r)
+        self.signer_balance_min = Gauge(
+            "keeper_signer_balance_min_wei", "Configured minimum signer balance, wei.", registry=r
+        )
         self.leader = Gauge("keeper_leader", "1 while this instance holds leadership.", registry=r)
         self.leadership_changes = Counter("keeper_leadership_changes_total", "Leadership gained or lost.", registry=r)
         self.paused = Gauge("keeper_paused", "1 while the pause switch is on.", registry=r)

@@ -81,13 +81,15 @@ class Anvil:
 
     port: int
     block_time: float | None = None
+    host: str = "127.0.0.1"
     chain_id: int = 31337
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     log_path: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        local = self.host in ("127.0.0.1", "0.0.0.0")  # noqa: S104 - 0.0.0.0 is only ever a bind address here
+        return f"http://{'127.0.0.1' if local else self.host}:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -101,14 +103,15 @@ class Anvil:
         block_time: float | None = None,
         *,
         chain_id: int = 31337,
+        host: str = "127.0.0.1",
         log_path: Path | None = None,
         extra_args: tuple[str, ...] = (),
         startup_timeout: float = 20.0,
     ) -> Anvil:
-        node = cls(port=port or free_port(), block_time=block_time, chain_id=chain_id, log_path=log_path)
+        node = cls(port=port or free_port(), block_time=block_time, host=host, chain_id=chain_id, log_path=log_path)
         args = [
             str(anvil_binary()),
-            "--host", "127.0.0.1",
+            "--host", host,
             "--port", str(node.port),
             "--chain-id", str(chain_id),
             "--accounts", str(len(DEV_ACCOUNTS)),

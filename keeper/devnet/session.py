@@ -68,9 +68,14 @@ def devnet_config(anvil: Anvil, d: Deployment) -> dict[str, object]:
 
 @contextmanager
 def start_devnet(
-    *, port: int | None, block_time: float | None, config_out: Path, seed_positions: bool = True
+    *,
+    port: int | None,
+    block_time: float | None,
+    config_out: Path,
+    seed_positions: bool = True,
+    host: str = "127.0.0.1",
 ) -> Iterator[DevnetSession]:
-    anvil = Anvil.start(port=port)
+    anvil = Anvil.start(port=port, host=host)
     try:
         w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
         deployment = deploy_reference_system(w3, seed_positions=seed_positions)
