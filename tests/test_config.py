@@ -12,7 +12,9 @@ from keeper.errors import ConfigError
 ADDR = "0x" + "11" * 20
 VALID = {
     "chain": {"chain_id": 31337, "rpc_urls": ["http://127.0.0.1:8545"]},
-    "contracts": {k: ADDR for k in ("vault_manager", "multicall", "gmx_vault", "glp_manager", "reward_router", "pool", "glp")},
+    "contracts": {
+        k: ADDR for k in ("vault_manager", "multicall", "gmx_vault", "glp_manager", "reward_router", "pool", "glp")
+    },
 }
 
 
