@@ -50,7 +50,63 @@ class _Section(BaseModel):
 class ChainSettings(_Section):
     chain_id: int = Field(gt=0)
     rpc_urls: list[Url] = Field(min_length=1)
+    send_url: Url | None = None  # private / MEV-protected endpoint; public broadcast after send_fallback_blocks
+    send_fallback_blocks: int = Field(default=3, ge=1)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_head_lag_blocks: int = Field(default=3, ge=0)
+    confirmations: int = Field(default=2, ge=0)
+
+
+class GasSettings(_Section):
+    """EIP-1559 pricing from eth_feeHistory; caps are hard: nothing is ever sent above them."""
+
+    priority_percentile: int = Field(default=50, ge=1, le=99)
+    max_fee_per_gas_wei: int = Field(default=200 * 10**9, gt=0)
+    max_priority_fee_per_gas_wei: int = Field(default=5 * 10**9, ge=0)
+    max_fee_per_tx_wei: int = Field(default=5 * 10**16, gt=0)
+    replace_after_blocks: int = Field(default=3, ge=1)
+    bump_bps: int = Field(default=1250, ge=1250)  # replacements need >= 12.5% on both fee fields
+    legacy: bool = False
+
+
+class StoreSettings(_Section):
+    """The journal: SQLite in `state_dir` by default, PostgreSQL (with the HA lease) when a URL is set."""
+
+    database_url: SecretStr | None = None
+    lease_name: str = "sender"
+    lease_seconds: float = Field(default=15.0, gt=0)
+
+
+class MetricsSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class ScheduleSettings(_Section):
+    poll_seconds: float = Field(default=0.5, gt=0)
+    in_flight_seconds: float = Field(default=1.0, gt=0)
+    grace_seconds: float = Field(default=20.0, gt=0)
+    heartbeat_max_age_seconds: float = Field(default=30.0, gt=0)
+
+
+class SafetySettings(_Section):
+    dry_run: bool = False  # decide, net, simulate, log: never sign
+    paused: bool = False  # also: the pause file exists
+    pause_file: Path | None = None  # default: <state_dir>/PAUSE
+    max_notional_usd_per_rebalance: int = Field(default=5_000_000, gt=0)
+    max_rebalances_per_hour: int = Field(default=6, gt=0)
+    min_signer_balance_wei: int = Field(default=5 * 10**16, ge=0)
+    allowed_selectors: list[str] = Field(default_factory=list)  # empty: the VaultManager keeper functions
+
+
+class OracleAssetSettings(_Section):
+    heartbeat_seconds: int = Field(default=3900, gt=0)
+    max_divergence_bps: int = Field(default=100, gt=0, le=10_000)
+
+
+class OracleSettings(_Section):
+    default: OracleAssetSettings = OracleAssetSettings()
+    assets: dict[str, OracleAssetSettings] = Field(default_factory=dict)
 
 
 class ContractSettings(_Section):
@@ -88,6 +144,12 @@ class KeeperSettings(BaseSettings):
     chain: ChainSettings
     contracts: ContractSettings
     signer: SignerSettings = SignerSettings()
+    gas: GasSettings = GasSettings()
+    store: StoreSettings = StoreSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    safety: SafetySettings = SafetySettings()
+    oracle: OracleSettings = OracleSettings()
     hedged_assets: list[str] = Field(default_factory=lambda: ["WETH", "WBTC"], min_length=1)
     state_dir: Path = Path(".keeper")
 
