@@ -31,23 +31,25 @@ def _reader(w3: Any, deployment: Any) -> SnapshotReader:
     )
 
 
-def test_snapshot_is_one_eth_call_and_matches_direct_views(w3: Any, deployment: Any, chain: None) -> None:
-    reader = _reader(w3, deployment)
-    reader.read()  # layout read once
+def test_snapshot_is_one_eth_call_and_matches_direct_views(
+    w3: Any, anvil: Any, deployment: Any, chain: None
+) -> None:
+    from web3 import Web3
+    from web3.providers import HTTPProvider
+
     calls: list[str] = []
-    original = w3.provider.make_request
 
-    def counting(method: Any, params: Any) -> Any:
-        calls.append(str(method))
-        return original(method, params)
+    class CountingProvider(HTTPProvider):
+        def make_request(self, method: Any, params: Any) -> Any:
+            calls.append(str(method))
+            return super().make_request(method, params)
 
-    w3.provider.make_request = counting
-    try:
-        block = w3.eth.block_number
-        calls.clear()
-        snap = reader.read(block)
-    finally:
-        w3.provider.make_request = original
+    counted = Web3(CountingProvider(anvil.url))
+    reader = _reader(counted, deployment)
+    reader.read()  # chain id and the static layout are read once
+    block = w3.eth.block_number
+    calls.clear()
+    snap = reader.read(block)
     assert calls == ["eth_call"], calls
     assert [a.symbol for a in snap.assets] == ["USDC", "WETH", "WBTC"]
     assert len(snap.books) == 3

@@ -29,7 +29,7 @@ class Call:
     target: str
     signature: str
     args: tuple[Any, ...] = ()
-    outputs: str = "(uint256)"
+    outputs: tuple[str, ...] = ("uint256",)
     allow_failure: bool = False
 
     def calldata(self) -> bytes:
@@ -40,20 +40,23 @@ class Call:
         return selector + encode([arg_types], [self.args])
 
 
-def _selector_types(signature: str) -> str:
-    return signature[signature.index("(") :]
-
-
 def multicall(w3: Web3, multicall_address: str, calls: Sequence[Call], block: int) -> list[Any]:
     """Run `calls` in one aggregate3 eth_call at `block`; return each call's decoded output tuple."""
     payload = [(Web3.to_checksum_address(c.target), c.allow_failure, c.calldata()) for c in calls]
     data = keccak(text="aggregate3((address,bool,bytes)[])")[:4] + encode(["(address,bool,bytes)[]"], [payload])
+    # Straight to the provider: exactly one JSON-RPC request (web3's middleware would add eth_chainId calls).
+    tx = {"to": Web3.to_checksum_address(multicall_address), "data": "0x" + data.hex()}
     try:
-        raw = w3.eth.call({"to": Web3.to_checksum_address(multicall_address), "data": data}, block)
-    except Exception as exc:  # web3 raises many unrelated types for transport and revert problems
+        answer = w3.provider.make_request("eth_call", [tx, hex(block)])  # type: ignore[arg-type]
+    except Exception as exc:  # transport errors come in many types
         raise ReadError(f"aggregate3 at block {block} failed: {exc.__class__.__name__}: {exc}") from exc
+    if "error" in answer:
+        raise ReadError(f"aggregate3 at block {block} failed: {answer['error']}")
+    raw_hex = answer.get("result")
+    if not isinstance(raw_hex, str) or not raw_hex.startswith("0x"):
+        raise ReadError(f"aggregate3 at block {block}: malformed result {raw_hex!r:.60}")
     try:
-        (results,) = decode(["(bool,bytes)[]"], bytes(raw))
+        (results,) = decode(["(bool,bytes)[]"], bytes.fromhex(raw_hex[2:]))
     except Exception as exc:
         raise ReadError(f"aggregate3 at block {block}: undecodable answer ({exc})") from exc
     if len(results) != len(calls):
@@ -66,7 +69,7 @@ def multicall(w3: Web3, multicall_address: str, calls: Sequence[Call], block: in
                 continue
             raise ReadError(f"{call.signature} on {call.target} reverted at block {block}")
         try:
-            out.append(decode([call.outputs], bytes(ret))[0])
+            out.append(decode(list(call.outputs), bytes(ret)))
         except Exception as exc:
             raise ReadError(f"{call.signature} on {call.target}: undecodable answer ({exc})") from exc
     return out
@@ -110,18 +113,18 @@ class SnapshotReader:
         a = self._a
         (count,) = multicall(self._w3, a.multicall, [Call(a.vault_manager, "assetCount()")], block)[0]
         (vaults,) = multicall(self._w3, a.multicall, [Call(a.vault_manager, "vaultCount()")], block)[0]
-        first = [Call(a.vault_manager, "assets(uint256)", (i,), "(address)") for i in range(count)]
-        first += [Call(a.vault_manager, "feeds(uint256)", (i,), "(address)") for i in range(count)]
+        first = [Call(a.vault_manager, "assets(uint256)", (i,), ("address",)) for i in range(count)]
+        first += [Call(a.vault_manager, "feeds(uint256)", (i,), ("address",)) for i in range(count)]
         answers = multicall(self._w3, a.multicall, first, block)
         tokens = tuple(to_checksum_address(t[0]) for t in answers[:count])
         feeds = tuple(to_checksum_address(f[0]) for f in answers[count:])
         meta: list[Call] = []
         for token, feed in zip(tokens, feeds, strict=True):
             meta += [
-                Call(token, "symbol()", outputs="(string)"),
-                Call(token, "decimals()", outputs="(uint8)"),
-                Call(feed, "decimals()", outputs="(uint8)"),
-                Call(a.gmx_vault, "stableTokens(address)", (token,), "(bool)"),
+                Call(token, "symbol()", outputs=("string",)),
+                Call(token, "decimals()", outputs=("uint8",)),
+                Call(feed, "decimals()", outputs=("uint8",)),
+                Call(a.gmx_vault, "stableTokens(address)", (token,), ("bool",)),
             ]
         m = multicall(self._w3, a.multicall, meta, block)
         return Layout(
@@ -141,7 +144,7 @@ class SnapshotReader:
             Call(a.multicall, "getEthBalance(address)", (self._keeper,)),
             Call(vm, "assetCount()"),
             Call(vm, "vaultCount()"),
-            Call(vm, "paused()", outputs="(bool)"),
+            Call(vm, "paused()", outputs=("bool",)),
             Call(vm, "rebalanceCount()"),
             Call(vm, "lastRebalanceAt()"),
             Call(vm, "lastCycleAt()"),
@@ -152,13 +155,13 @@ class SnapshotReader:
             Call(a.glp_manager, "getAum(bool)", (False,)),
             Call(a.gmx_vault, "mintBurnFeeBasisPoints()"),
             Call(a.reward_router, "claimable(address)", (vm,)),
-            Call(a.pool, "getUserAccountData(address)", (vm,), "(uint256,uint256,uint256,uint256,uint256,uint256)"),
+            Call(a.pool, "getUserAccountData(address)", (vm,), ("uint256",) * 6),
         ]
         head = len(calls)
-        per_asset = 16
+        per_asset = 15
         for i, (token, feed) in enumerate(zip(layout.tokens, layout.feeds, strict=True)):
             calls += [
-                Call(feed, "latestRoundData()", outputs="(uint80,int256,uint256,uint256,uint80)"),
+                Call(feed, "latestRoundData()", outputs=("uint80", "int256", "uint256", "uint256", "uint80")),
                 Call(a.gmx_vault, "getMinPrice(address)", (token,)),
                 Call(a.gmx_vault, "getMaxPrice(address)", (token,)),
                 Call(a.gmx_vault, "poolAmounts(address)", (token,)),
@@ -172,12 +175,11 @@ class SnapshotReader:
                 Call(a.pool, "variableBorrowRate(address)", (token,)),
                 Call(a.pool, "collateralOf(address,address)", (vm, token)),
                 Call(a.pool, "debtOf(address,address)", (vm, token)),
-                Call(vm, "unassignedDebt(uint256)", (i,)),
-                Call(token, "decimals()", outputs="(uint8)"),
+                Call(vm, "unassignedDebt(uint8)", (i,)),
             ]
         books_at = len(calls)
         for v in range(layout.vault_count):
-            calls += [Call(vm, "getBook(uint256)", (v,), f"({_BOOK})"), Call(vm, "equityUsd(uint256)", (v,))]
+            calls += [Call(vm, "getBook(uint256)", (v,), (_BOOK,)), Call(vm, "equityUsd(uint256)", (v,))]
 
         def build(r: list[Any], chain_id: int, block: int) -> Snapshot:
             if r[2][0] != len(layout.tokens) or r[3][0] != layout.vault_count:
