@@ -1,0 +1,160 @@
+"""Pure model of `VaultManager.rebalance`: its pre-trade checks and its book crediting.
+
+Owns `check_conservation` (the four conservation identities + structure, exactly as docs/contracts.md
+states them), `check_bounds` (`BoundTooLoose`), `check_fills` (`FillOutsideBound`) and `apply_order`
+(post-trade books incl. the surplus crediting rule), so the daemon and the tests can predict what the
+contract will accept and what the books will read. Must not import web3, read the clock or do I/O.
+
+Modelling assumptions (VaultManager.sol is not in this tree; docs/contracts.md is the spec):
+* bounds compare exact rationals: min_value × 10_000 >= given_value × (10_000 − maxSlippageBps), tokens at
+  their Chainlink answer, GLP at getAum(false)/supply;
+* surplus is credited per leg (each leg's surplus split on its own, with its own remainder), with the
+  nominal `deltas.glp` as weights (before any surplus); a positive surplus with no eligible vault is
+  modelled as a revert (`SurplusUnassignable`), which the contract may handle differently;
+* `InsufficientBook` is checked on the final book of each vault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from keeper.net.alloc import split_contract
+from keeper.net.errors import BoundTooLoose, ConservationViolated, ContractRevert
+from keeper.net.model import ExecutedLeg, Oracle, Order
+from keeper.snapshot import Book
+from keeper.units import BPS
+
+GLP_INSTRUMENT, CASH_INSTRUMENT, COLLATERAL_INSTRUMENT, DEBT_INSTRUMENT = 0, 1, 2, 3
+
+
+def check_conservation(order: Order, unassigned_debt: Sequence[int]) -> None:
+    """Raise as `VaultManager.rebalance` would before executing anything; return None when it passes.
+
+    declared = Σ over deltas, executed = what the order's lending and GLP legs move.
+    """
+    n = len(unassigned_debt)
+    for arr in (order.supply, order.borrow, order.interest):
+        if len(arr) != n:
+            raise ContractRevert("LengthMismatch")
+    for d in order.deltas:
+        if len(d.cash) != n or len(d.collateral) != n or len(d.debt) != n:
+            raise ContractRevert("LengthMismatch")
+    seen_vaults: set[int] = set()
+    for d in order.deltas:
+        if d.vault in seen_vaults:
+            raise ContractRevert("DuplicateVault", d.vault)
+        seen_vaults.add(d.vault)
+    seen: set[int] = set()
+    mint_in = [0] * n
+    redeem_out = [0] * n
+    for leg in order.glp:
+        if not 0 <= leg.asset < n:
+            raise ContractRevert("LengthMismatch")
+        if leg.asset in seen:
+            raise ContractRevert("DuplicateLeg", leg.asset)
+        seen.add(leg.asset)
+        if leg.glp == 0 or leg.token_amount <= 0:
+            raise ContractRevert("InvalidAmount")
+        if leg.glp > 0:
+            mint_in[leg.asset] = leg.token_amount
+        else:
+            redeem_out[leg.asset] = leg.token_amount
+    for i in range(n):
+        if order.interest[i] < 0:
+            raise ContractRevert("InterestOverclaimed", i, order.interest[i], unassigned_debt[i])
+        if order.interest[i] > unassigned_debt[i]:
+            raise ContractRevert("InterestOverclaimed", i, order.interest[i], unassigned_debt[i])
+        coll = sum(d.collateral[i] for d in order.deltas)
+        if coll != order.supply[i]:
+            raise ConservationViolated(COLLATERAL_INSTRUMENT, i, coll, order.supply[i])
+        debt = sum(d.debt[i] for d in order.deltas)
+        if debt != order.borrow[i] + order.interest[i]:
+            raise ConservationViolated(DEBT_INSTRUMENT, i, debt, order.borrow[i] + order.interest[i])
+        cash = sum(d.cash[i] for d in order.deltas)
+        expect = order.borrow[i] - order.supply[i] - mint_in[i] + redeem_out[i]
+        if cash != expect:
+            raise ConservationViolated(CASH_INSTRUMENT, i, cash, expect)
+    glp = sum(d.glp for d in order.deltas)
+    legs = sum(leg.glp for leg in order.glp)
+    if glp != legs:
+        raise ConservationViolated(GLP_INSTRUMENT, 0, glp, legs)
+
+
+def check_bounds(order: Order, oracle: Oracle, max_slippage_bps: int) -> None:
+    """`BoundTooLoose`: each leg's minimum must be worth >= (1 − maxSlippageBps) of what it gives up."""
+    floor_bps = BPS - max_slippage_bps
+    for leg in order.glp:
+        if leg.glp > 0:
+            minimum, given = oracle.glp_value(leg.glp), oracle.token_value(leg.asset, leg.token_amount)
+        else:
+            minimum, given = oracle.token_value(leg.asset, leg.token_amount), oracle.glp_value(-leg.glp)
+        if minimum * BPS < given * floor_bps:
+            raise BoundTooLoose(f"leg in asset {leg.asset}: minimum worth {minimum} < {given} × {floor_bps}/10_000")
+
+
+def check_fills(order: Order, executed: Sequence[ExecutedLeg]) -> dict[int, int]:
+    """`FillOutsideBound`: each leg executed at least its minimum; returns the surplus per asset."""
+    by_asset = {e.asset: e for e in executed}
+    if len(by_asset) != len(executed) or set(by_asset) != {leg.asset for leg in order.glp}:
+        raise ContractRevert("LengthMismatch")
+    surplus: dict[int, int] = {}
+    for leg in order.glp:
+        e = by_asset[leg.asset]
+        if leg.glp > 0:
+            if e.token_amount != leg.token_amount or e.glp < leg.glp:
+                raise ContractRevert("FillOutsideBound", leg.asset, e.glp, leg.glp)
+            surplus[leg.asset] = e.glp - leg.glp
+        else:
+            if e.glp != -leg.glp or e.token_amount < leg.token_amount:
+                raise ContractRevert("FillOutsideBound", leg.asset, e.token_amount, leg.token_amount)
+            surplus[leg.asset] = e.token_amount - leg.token_amount
+    return surplus
+
+
+def surplus_credits(order: Order, executed: Sequence[ExecutedLeg]) -> dict[int, tuple[int, tuple[int, ...]]]:
+    """What the contract credits on top of the nominal deltas: vault → (GLP, cash per asset)."""
+    n = len(order.supply)
+    surplus = check_fills(order, executed)
+    glp_w = {d.vault: d.glp for d in order.deltas if d.glp > 0}
+    red_w = {d.vault: -d.glp for d in order.deltas if d.glp < 0}
+    extra_glp = {d.vault: 0 for d in order.deltas}
+    extra_cash = {d.vault: [0] * n for d in order.deltas}
+    for leg in order.glp:
+        s = surplus[leg.asset]
+        if s == 0:
+            continue
+        weights = glp_w if leg.glp > 0 else red_w
+        if not weights:
+            raise ContractRevert("SurplusUnassignable", leg.asset, s)
+        for v, share in split_contract(s, weights).items():
+            if leg.glp > 0:
+                extra_glp[v] += share
+            else:
+                extra_cash[v][leg.asset] += share
+    return {v: (extra_glp[v], tuple(extra_cash[v])) for v in extra_glp}
+
+
+def apply_order(books: Sequence[Book], order: Order, executed: Sequence[ExecutedLeg]) -> tuple[Book, ...]:
+    """Post-trade books as VaultManager writes them (`BookChanged`): nominal deltas + surplus crediting."""
+    index = {b.vault_id: k for k, b in enumerate(books)}
+    for d in order.deltas:
+        if d.vault not in index:
+            raise ContractRevert("UnknownVault", d.vault)
+    credits = surplus_credits(order, executed)
+    out = list(books)
+    for d in order.deltas:
+        b = books[index[d.vault]]
+        extra_glp, extra_cash = credits[d.vault]
+        glp = b.glp + d.glp + extra_glp
+        cash = tuple(c + x + e for c, x, e in zip(b.cash, d.cash, extra_cash, strict=True))
+        coll = tuple(c + x for c, x in zip(b.collateral, d.collateral, strict=True))
+        debt = tuple(c + x for c, x in zip(b.debt, d.debt, strict=True))
+        if glp < 0:
+            raise ContractRevert("InsufficientBook", d.vault, GLP_INSTRUMENT, 0)
+        for instrument, arr in ((CASH_INSTRUMENT, cash), (COLLATERAL_INSTRUMENT, coll), (DEBT_INSTRUMENT, debt)):
+            for i, x in enumerate(arr):
+                if x < 0:
+                    raise ContractRevert("InsufficientBook", d.vault, instrument, i)
+        out[index[d.vault]] = replace(b, glp=glp, cash=cash, collateral=coll, debt=debt)
+    return tuple(out)
