@@ -62,6 +62,8 @@ def test_snapshot_is_one_eth_call_and_matches_direct_views(
         assert onchain[1] == book.glp
         assert list(onchain[4]) == list(book.debt)
         assert book.glp > 0 and sum(book.debt) > 0 and sum(book.collateral) > 0
+        # equity computed in Python from the snapshot equals the contract's own view, to the unit
+        assert book.equity_usd == vm.functions.equityUsd(book.vault_id).call(block_identifier=block)
     assert snap.lending.health_factor == pool.functions.getUserAccountData(deployment.vault_manager).call(
         block_identifier=block
     )[5]

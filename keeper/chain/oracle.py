@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from keeper.snapshot import Asset, Snapshot
-from keeper.units import BPS, USD30
+from keeper.snapshot import Asset, Snapshot, feed_price_usd30
+from keeper.units import BPS
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,6 @@ class Verdict:
     @property
     def detail(self) -> str:
         return ", ".join(self.reasons) or "ok"
-
-
-def feed_price_usd30(asset: Asset) -> int:
-    """The Chainlink answer scaled to GMX's 1e30 USD (exact: feeds have ≤ 30 decimals)."""
-    return asset.feed_answer * (USD30 // int(10**asset.feed_decimals))
 
 
 def median(values: Sequence[int]) -> int:
