@@ -11,7 +11,7 @@ prices and AUM in USD × 1e30; Aave base values in USD × 1e8; health factor × 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, TypeVar
 
 from keeper.errors import InputError
@@ -86,6 +86,9 @@ class Book:
     total_shares: int
     equity_usd: int
 
+    def with_equity(self, equity_usd: int) -> Book:
+        return replace(self, equity_usd=equity_usd)
+
 
 @dataclass(frozen=True)
 class Manager:
@@ -98,6 +101,33 @@ class Manager:
     last_cycle_at: int
     last_profit_at: int
     last_harvest_at: int
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The keeper's own persisted memory (written by the decision core, stored by the daemon, read back
+    into the next snapshot). Restart-safe timers and marks; JSON-friendly: ints, strings, sorted tuples.
+
+    oi_drift_since: asset symbol → block timestamp since which the net-OI drift has stayed ≥ its threshold
+    oi_applied:     asset symbol → trader net OI (token units, signed, floor) the hedges were last fitted to
+    marks:          asset symbol → oracle price (USD × 1e30 per whole token) at the previous decision
+    marked_at:      block timestamp of `marks` (0: never marked)
+    hedge_pnl:      vault id → hedge PnL (USD × 1e30, signed) accumulated since its last profit settlement
+    invested:       vault id → invested equity (USD × 1e30: equity − buffer) at its last fit
+    weights:        (asset symbol, timestamp, weight in ppm of the GLP price) samples for the volatility bands
+    halts:          halt key (e.g. "band:0:WETH") → timestamp since which the halt is raised
+    acks:           halt key → timestamp at which an operator acknowledged it (clears halts raised before)
+    """
+
+    oi_drift_since: tuple[tuple[str, int], ...] = ()
+    oi_applied: tuple[tuple[str, int], ...] = ()
+    marks: tuple[tuple[str, int], ...] = ()
+    marked_at: int = 0
+    hedge_pnl: tuple[tuple[int, int], ...] = ()
+    invested: tuple[tuple[int, int], ...] = ()
+    weights: tuple[tuple[str, int, int], ...] = ()
+    halts: tuple[tuple[str, int], ...] = ()
+    acks: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +145,7 @@ class Snapshot:
     keeper_address: str
     keeper_balance_wei: int
     version: int = SNAPSHOT_VERSION
+    memory: Memory = Memory()
 
     def asset_index(self, symbol: str) -> int:
         for index, asset in enumerate(self.assets):
@@ -125,6 +156,30 @@ class Snapshot:
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-safe dict; integers above 2**53 stay exact because Python's json writes big ints."""
         return asdict(self)
+
+
+def feed_price_usd30(asset: Asset) -> int:
+    """One whole token in USD × 1e30 from its Chainlink answer (exact; `VaultManager.priceOf`)."""
+    return asset.feed_answer * int(10 ** (30 - asset.feed_decimals))
+
+
+def book_equity_usd30(assets: Sequence[Asset], glp: Glp, book: Book) -> int:
+    """A vault's equity in USD × 1e30, computed exactly as `VaultManager.equityUsd` (each term rounded down).
+
+    GLP at `getAum(false) / supply`; tokens (cash + collateral − debt, pending deposits) at their feeds.
+    """
+
+    def usd(i: int, amount: int) -> int:
+        return amount * feed_price_usd30(assets[i]) // 10 ** assets[i].decimals if amount else 0
+
+    plus = (book.glp * glp.aum_min // glp.supply if book.glp and glp.supply else 0) + usd(
+        book.denomination, book.pending_deposits
+    )
+    minus = 0
+    for i in range(len(assets)):
+        plus += usd(i, book.cash[i] + book.collateral[i])
+        minus += usd(i, book.debt[i])
+    return plus - minus if plus > minus else 0
 
 
 T = TypeVar("T")
@@ -154,7 +209,7 @@ def _build(cls: type[T], data: object, path: str) -> T:
     for name, spec in known.items():
         where = f"{path}.{name}".lstrip(".")
         if name not in data:
-            if name == "version":
+            if name in ("version", "memory"):
                 continue
             raise InputError(where, "missing")
         raw = data[name]
@@ -173,6 +228,8 @@ def _build(cls: type[T], data: object, path: str) -> T:
             if not isinstance(raw, Sequence) or isinstance(raw, str):
                 raise InputError(where, "expected a list of integers")
             values[name] = tuple(_int(item, f"{where}[{i}]") for i, item in enumerate(raw))
+        elif kind == "Memory":
+            values[name] = memory_from_json_dict(raw, where)
         else:
             sub = {"Glp": Glp, "LendingAccount": LendingAccount, "Manager": Manager}.get(kind)
             if sub is not None:
@@ -185,6 +242,56 @@ def _build(cls: type[T], data: object, path: str) -> T:
             else:  # pragma: no cover - a field type this parser does not know is a programming error
                 raise TypeError(f"unsupported field type {kind} for {where}")
     return cls(**values)
+
+
+_MEMORY_KEYS: dict[str, tuple[str, ...]] = {
+    "oi_drift_since": ("str", "uint"),
+    "oi_applied": ("str", "int"),
+    "marks": ("str", "uint"),
+    "hedge_pnl": ("uint", "int"),
+    "invested": ("uint", "int"),
+    "weights": ("str", "uint", "uint"),
+    "halts": ("str", "uint"),
+    "acks": ("str", "uint"),
+}
+
+
+def memory_from_json_dict(data: object, path: str = "memory") -> Memory:
+    """Validate and build a Memory (missing fields take their defaults); errors name the field path."""
+    if not isinstance(data, Mapping):
+        raise InputError(path, f"expected an object, got {type(data).__name__}")
+    unknown = sorted(set(data) - {*_MEMORY_KEYS, "marked_at"})
+    if unknown:
+        raise InputError(f"{path}.{unknown[0]}", "unknown field")
+    values: dict[str, Any] = {}
+    if "marked_at" in data:
+        values["marked_at"] = _int(data["marked_at"], f"{path}.marked_at")
+    for name, shape in _MEMORY_KEYS.items():
+        if name not in data:
+            continue
+        raw = data[name]
+        where = f"{path}.{name}"
+        if not isinstance(raw, Sequence) or isinstance(raw, str):
+            raise InputError(where, "expected a list")
+        rows: list[tuple[Any, ...]] = []
+        for i, row in enumerate(raw):
+            at = f"{where}[{i}]"
+            if not isinstance(row, Sequence) or isinstance(row, str) or len(row) != len(shape):
+                raise InputError(at, f"expected a list of {len(shape)} items")
+            item: list[Any] = []
+            for j, (kind, value) in enumerate(zip(shape, row, strict=True)):
+                if kind == "str":
+                    if not isinstance(value, str) or not value:
+                        raise InputError(f"{at}[{j}]", "expected a non-empty string")
+                    item.append(value)
+                else:
+                    item.append(_int(value, f"{at}[{j}]", signed=kind == "int"))
+            rows.append(tuple(item))
+        keys = [row[:-1] if name == "weights" else row[0] for row in rows]
+        if len(set(keys)) != len(keys):
+            raise InputError(where, "duplicate key")
+        values[name] = tuple(sorted(rows))
+    return Memory(**values)
 
 
 def snapshot_from_json_dict(data: object) -> Snapshot:
