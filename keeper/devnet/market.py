@@ -1,0 +1,123 @@
+"""The market simulator that drives the devnet for the demo, the benchmarks and the fault suite.
+
+Owns price paths (geometric Brownian motion with scripted shocks: a crash and a rally), trader open
+interest swings, user deposits and withdrawals, and compressed time (`evm_increaseTime`). Path
+generation is pure and seeded (Decimal prices, no floats in the state); `Market` applies a step to
+the chain through the devnet contracts' admin setters and the users' own calls. Test tool: never
+imported by the keeper's decision path.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+
+from web3 import Web3
+
+from keeper.devnet.anvil import rpc
+from keeper.devnet.deploy import FEED_DECIMALS, TOKEN_SPECS, Deployment, contract, send
+
+YEAR = 365 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Shock:
+    step: int
+    symbol: str
+    factor: Decimal  # multiplies the price at that step (0.8 = a 20% crash)
+
+
+@dataclass(frozen=True)
+class Script:
+    """What the market does: per-asset annual volatility, step length, scripted shocks."""
+
+    seed: int = 7
+    step_seconds: int = 3600
+    volatility: Mapping[str, Decimal] = field(
+        default_factory=lambda: {"WETH": Decimal("0.8"), "WBTC": Decimal("0.6")}
+    )
+    shocks: tuple[Shock, ...] = ()
+
+
+def gbm_paths(script: Script, start: Mapping[str, Decimal], steps: int) -> list[dict[str, Decimal]]:
+    """Prices for steps 0..steps (step 0 = start). Zero drift; exact Decimal state, seeded normals."""
+    rng = random.Random(script.seed)  # noqa: S311 - a reproducible simulation, not cryptography
+    dt = Decimal(script.step_seconds) / Decimal(YEAR)
+    shocks: dict[int, list[Shock]] = {}
+    for shock in script.shocks:
+        shocks.setdefault(shock.step, []).append(shock)
+    path = [dict(start)]
+    with localcontext() as ctx:
+        ctx.prec = 40
+        for step in range(1, steps + 1):
+            prices = dict(path[-1])
+            for symbol, vol in script.volatility.items():
+                z = Decimal(repr(rng.gauss(0.0, 1.0)))
+                prices[symbol] = prices[symbol] * (-(vol * vol) * dt / 2 + vol * dt.sqrt() * z).exp()
+            for shock in shocks.get(step, []):
+                prices[shock.symbol] = prices[shock.symbol] * shock.factor
+            path.append({s: p.quantize(Decimal("0.00000001")) for s, p in prices.items()})
+    return path
+
+
+class Market:
+    """Applies market moves to a running devnet (owner = anvil account 0, the devnet's admin)."""
+
+    def __init__(self, w3: Web3, deployment: Deployment) -> None:
+        self.w3 = w3
+        self.d = deployment
+        self._feeds = {s: contract(w3, "PriceFeed", a) for s, a in deployment.feeds.items()}
+        self._tokens = {s: contract(w3, "TestToken", a) for s, a in deployment.tokens.items()}
+        self._gmx = contract(w3, "Vault", deployment.gmx_vault)
+        self._vm = contract(w3, "VaultManager", deployment.vault_manager)
+
+    @property
+    def url(self) -> str:
+        return str(self.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+
+    def set_prices(self, prices: Mapping[str, Decimal]) -> None:
+        for symbol, usd in prices.items():
+            answer = int((usd * 10**FEED_DECIMALS).to_integral_value())
+            send(self.w3, self._feeds[symbol].functions.setAnswer(answer), self.d.owner, f"price {symbol}")
+
+    def set_open_interest(self, symbol: str, reserved_tokens: Decimal, short_usd: Decimal, short_avg: Decimal) -> None:
+        token = self.d.tokens[symbol]
+        decimals = TOKEN_SPECS[symbol][1]
+        reserved = int(reserved_tokens * 10**decimals)
+        send(self.w3, self._gmx.functions.setReservedAmount(token, reserved), self.d.owner)
+        send(self.w3, self._gmx.functions.setGlobalShortSize(token, int(short_usd * 10**30)), self.d.owner)
+        send(self.w3, self._gmx.functions.setGlobalShortAveragePrice(token, int(short_avg * 10**30)), self.d.owner)
+
+    def deposit(self, user: str, vault_id: int, amount: int) -> None:
+        symbol = self.d.vaults[vault_id].denomination
+        send(self.w3, self._tokens[symbol].functions.mint(user, amount), self.d.owner)
+        send(self.w3, self._tokens[symbol].functions.approve(self.d.vault_manager, amount), user)
+        send(self.w3, self._vm.functions.deposit(vault_id, amount), user, "deposit")
+
+    def request_withdraw(self, user: str, vault_id: int, shares: int) -> None:
+        send(self.w3, self._vm.functions.requestWithdraw(vault_id, shares), user, "withdraw request")
+
+    def shares(self, user: str, vault_id: int) -> int:
+        value: int = self._vm.functions.sharesOf(vault_id, user).call()
+        return value
+
+    def advance(self, seconds: int, blocks: int = 1) -> None:
+        """Compress time: the next block is `seconds` later (rewards, interest and timers move with it)."""
+        rpc(self.url, "evm_increaseTime", [seconds])
+        for _ in range(blocks):
+            rpc(self.url, "evm_mine")
+
+
+def oi_swing(step: int, period: int, base_reserved: Decimal, amplitude: Decimal) -> Decimal:
+    """A triangle wave of reserved amounts (traders opening and closing longs), pure."""
+    phase = step % period
+    half = Decimal(period) / 2
+    position = Decimal(phase) / half if phase < half else (Decimal(period) - phase) / half
+    return base_reserved * (1 + amplitude * (2 * position - 1))
+
+
+def describe(path: Sequence[Mapping[str, Decimal]]) -> str:
+    first, last = path[0], path[-1]
+    return ", ".join(f"{s} {first[s]:.2f}→{last[s]:.2f}" for s in first)
