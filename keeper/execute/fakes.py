@@ -1,0 +1,170 @@
+"""An in-memory `Chain` for fast pipeline tests: a mempool, blocks, receipts and scriptable node answers.
+
+It decodes the signed bytes it is given (sender, nonce, fees) like a node would, enforces nonce order,
+"already known", "nonce too low", the replacement bump (10%, like geth's default) and the base fee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils.crypto import keccak
+
+from keeper.errors import ReadError
+from keeper.execute.chain import Block, BlockTag, CallRequest, Log, Receipt, Route, Simulation
+from keeper.execute.classify import SendError, classify_send_error
+from keeper.execute.gas import FeeHistory
+
+
+@dataclass
+class PoolTx:
+    tx_hash: str
+    raw: bytes
+    sender: str
+    nonce: int
+    to: str
+    value: int
+    fee_cap: int  # maxFeePerGas or gasPrice
+    priority: int
+
+
+def decode_raw(raw: bytes) -> PoolTx:
+    from eth_account import Account
+
+    sender = Account.recover_transaction(raw)
+    if raw[0] < 0x80:
+        from eth_account.typed_transactions.typed_transaction import TypedTransaction
+        from hexbytes import HexBytes
+
+        tx: dict[str, Any] = dict(TypedTransaction.from_bytes(HexBytes(raw)).as_dict())
+        fee_cap, priority = int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"])
+        to = "0x" + bytes(tx["to"]).hex() if not isinstance(tx["to"], str) else tx["to"]
+        nonce, value = int(tx["nonce"]), int(tx["value"])
+    else:
+        import rlp  # type: ignore[import-untyped]
+
+        fields = rlp.decode(raw)
+        nonce = int.from_bytes(fields[0], "big")
+        fee_cap = priority = int.from_bytes(fields[1], "big")
+        to = "0x" + bytes(fields[3]).hex()
+        value = int.from_bytes(fields[4], "big")
+    return PoolTx("0x" + keccak(raw).hex(), raw, sender.lower(), nonce, to.lower(), value, fee_cap, priority)
+
+
+@dataclass
+class FakeChain:
+    chain: int = 31337
+    base_fee: int | None = 10**9  # None: a legacy chain without fee history
+    gas_price_wei: int = 2 * 10**9
+    finality_lag: int = 2
+    private: bool = False
+    head: int = 0
+    nonces: dict[str, int] = field(default_factory=dict)
+    mempool: dict[tuple[str, int], PoolTx] = field(default_factory=dict)
+    receipts: dict[str, Receipt] = field(default_factory=dict)
+    mined: list[PoolTx] = field(default_factory=list)
+    send_errors: list[str] = field(default_factory=list)  # scripted answers for the next sends
+    reverts: dict[str, bytes] = field(default_factory=dict)  # `to` (lower) → revert data
+    sends: list[tuple[str, Route]] = field(default_factory=list)
+    read_failures: int = 0
+
+    @property
+    def has_private_route(self) -> bool:
+        return self.private
+
+    def _read(self) -> None:
+        if self.read_failures > 0:
+            self.read_failures -= 1
+            raise ReadError("fake: endpoint down")
+
+    def chain_id(self) -> int:
+        return self.chain
+
+    def _hash(self, number: int) -> str:
+        return "0x" + keccak(text=f"block-{number}-{len(self.mined)}").hex()
+
+    def block(self, tag: BlockTag) -> Block | None:
+        self._read()
+        number = {"latest": self.head, "pending": self.head, "finalized": self.head - self.finality_lag}.get(
+            str(tag), tag if isinstance(tag, int) else self.head
+        )
+        assert isinstance(number, int)
+        return None if number < 0 else Block(number, self._hash(number), self.base_fee)
+
+    def nonce(self, address: str, tag: BlockTag) -> int:
+        self._read()
+        latest = self.nonces.get(address.lower(), 0)
+        if tag != "pending":
+            return latest
+        while (address.lower(), latest) in self.mempool:
+            latest += 1
+        return latest
+
+    def fee_history(self, blocks: int, percentiles: Sequence[float]) -> FeeHistory | None:
+        if self.base_fee is None:
+            return None
+        return FeeHistory(
+            (self.base_fee,) * (blocks + 1),
+            tuple((10**8,) * len(percentiles) for _ in range(blocks)),
+            tuple(percentiles),
+        )
+
+    def gas_price(self) -> int:
+        return self.gas_price_wei
+
+    def simulate(self, call: CallRequest, block: int) -> Simulation:
+        self._read()
+        data = self.reverts.get(call.to.lower())
+        if data is not None:
+            return Simulation(False, None, data, "execution reverted")
+        return Simulation(True, 21_000 + 16 * len(call.data))
+
+    def send_raw(self, raw: bytes, route: Route = "public") -> str:
+        if self.send_errors:
+            raise SendError(classify_send_error(self.send_errors.pop(0)))
+        tx = decode_raw(raw)
+        self.sends.append((tx.tx_hash, route))
+        if tx.tx_hash in self.receipts or tx.nonce < self.nonces.get(tx.sender, 0):
+            raise SendError(classify_send_error("nonce too low"))
+        current = self.mempool.get((tx.sender, tx.nonce))
+        if current is not None:
+            if current.tx_hash == tx.tx_hash:
+                raise SendError(classify_send_error("already known"))
+            if tx.fee_cap * 10 < current.fee_cap * 11 or tx.priority * 10 < current.priority * 11:
+                raise SendError(classify_send_error("replacement transaction underpriced"))
+        if self.base_fee is not None and tx.fee_cap < self.base_fee:
+            raise SendError(classify_send_error("max fee per gas less than block base fee"))
+        self.mempool[(tx.sender, tx.nonce)] = tx
+        return tx.tx_hash
+
+    def mine(self, blocks: int = 1) -> None:
+        for _ in range(blocks):
+            self.head += 1
+            for (sender, nonce), tx in sorted(self.mempool.items(), key=lambda kv: kv[0][1]):
+                if nonce != self.nonces.get(sender, 0) or (self.base_fee is not None and tx.fee_cap < self.base_fee):
+                    continue
+                del self.mempool[(sender, nonce)]
+                self.nonces[sender] = nonce + 1
+                self.mined.append(tx)
+                self.receipts[tx.tx_hash] = Receipt(
+                    tx.tx_hash, self.head, self._hash(self.head), 1, (Log(tx.to, ("0x" + "00" * 32,)),)
+                )
+
+    def foreign_tx(self, sender: str) -> None:
+        """Someone else used the key: the sender's next nonce is consumed outside the journal."""
+        self.nonces[sender.lower()] = self.nonces.get(sender.lower(), 0) + 1
+        self.mempool = {
+            k: v for k, v in self.mempool.items() if not (k[0] == sender.lower() and k[1] < self.nonces[sender.lower()])
+        }
+
+    def receipt(self, tx_hash: str) -> Receipt | None:
+        self._read()
+        return self.receipts.get(tx_hash)
+
+    def knows(self, tx_hash: str) -> bool:
+        return tx_hash in self.receipts or any(t.tx_hash == tx_hash for t in self.mempool.values())
+
+    def balance_of(self, to: str) -> int:
+        return sum(t.value for t in self.mined if t.to == to.lower())

@@ -1,0 +1,90 @@
+"""RpcPool: chain id check, retries with injected jitter, failover, definitive node errors not retried."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from keeper.errors import ConfigError, ReadError
+from keeper.execute.chain import RpcChain, RpcError, RpcPool, TransportError
+from keeper.execute.classify import SendError
+
+
+class Scripted:
+    def __init__(self, chain_id: int = 1, fail: int = 0, error: RpcError | None = None, status: int | None = None):
+        self.chain_id, self.fail, self.error, self.status = chain_id, fail, error, status
+        self.calls: list[str] = []
+
+    def request(self, method: str, params: list[Any]) -> Any:
+        self.calls.append(method)
+        if method == "eth_chainId":
+            return hex(self.chain_id)
+        if self.fail > 0:
+            self.fail -= 1
+            raise TransportError(f"{method}: HTTP {self.status}" if self.status else f"{method}: Timeout", self.status)
+        if self.error is not None:
+            raise self.error
+        return "0x10"
+
+
+def pool(*transports: Scripted, **kw: Any) -> tuple[RpcPool, list[float]]:
+    slept: list[float] = []
+    made = RpcPool(list(transports), 1, rng=random.Random(7), sleep=slept.append, **kw)
+    return made, slept
+
+
+def test_retries_with_backoff_then_succeeds() -> None:
+    flaky = Scripted(fail=2, status=503)
+    p, slept = pool(flaky, retries=2, backoff_base=0.1)
+    assert p.request("eth_blockNumber", []) == "0x10"
+    assert len(slept) == 2 and 0.05 <= slept[0] <= 0.1 and 0.1 <= slept[1] <= 0.2
+    rng = random.Random(7)  # the jitter is the injected RNG's
+    assert slept == [0.05 + 0.05 * rng.random(), 0.1 + 0.1 * rng.random()]
+    assert p.health[0].errors == 2 and p.health[0].consecutive_failures == 0
+
+
+def test_fails_over_to_the_next_endpoint() -> None:
+    dead, alive = Scripted(fail=100), Scripted()
+    p, _ = pool(dead, alive, retries=1)
+    assert p.request("eth_blockNumber", []) == "0x10"
+    assert alive.calls == ["eth_blockNumber"]
+    # the dead one is now ranked last
+    alive.calls.clear()
+    p.request("eth_blockNumber", [])
+    assert dead.calls.count("eth_blockNumber") == 2 and alive.calls == ["eth_blockNumber"]
+
+
+def test_all_endpoints_down_is_a_read_error() -> None:
+    p, _ = pool(Scripted(fail=100), Scripted(fail=100), retries=1)
+    with pytest.raises(ReadError, match="every endpoint failed"):
+        p.request("eth_blockNumber", [])
+
+
+def test_node_errors_are_definitive_and_not_retried() -> None:
+    nonce_low = Scripted(error=RpcError(-32000, "nonce too low"))
+    other = Scripted()
+    p, slept = pool(nonce_low, other)
+    with pytest.raises(SendError) as info:
+        RpcChain(p).send_raw(b"\x01")
+    assert info.value.outcome.kind == "nonce_too_low" and slept == [] and other.calls == []
+
+
+def test_wrong_chain_endpoints_are_excluded_and_none_left_is_fatal() -> None:
+    wrong, right = Scripted(chain_id=5), Scripted(chain_id=1)
+    p, _ = pool(wrong, right)
+    p.verify()
+    assert [h.chain_id_ok for h in p.health] == [False, True]
+    p.request("eth_blockNumber", [])
+    assert "eth_blockNumber" not in wrong.calls
+    only_wrong, _ = pool(Scripted(chain_id=5))
+    with pytest.raises(ConfigError, match="chain id 1"):
+        only_wrong.verify()
+
+
+def test_head_lag_is_tracked() -> None:
+    behind = Scripted()
+    p, _ = pool(behind, Scripted())
+    p.refresh_heads()
+    assert [h.head for h in p.health] == [16, 16]

@@ -1,0 +1,163 @@
+"""The journal contract, run on MemoryStore, SqliteStore and PostgresStore alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from keeper.store import (
+    AttemptStatus,
+    ExpectedEvent,
+    FencingError,
+    Intent,
+    InvalidTransition,
+    NewAttempt,
+    StaleStateError,
+    State,
+    Store,
+    idempotency_key,
+)
+from keeper.store.sql import MIGRATIONS
+
+SENDER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+def make_intent(key: str = "k1", **kw: object) -> Intent:
+    return Intent(idempotency_key=key, to=TO, data=b"\x01\x02", value=10**30, **kw)  # type: ignore[arg-type]
+
+
+def new_attempt(nonce: int, tx_hash: str, kind: str = "original") -> NewAttempt:
+    return NewAttempt(
+        kind=kind,  # type: ignore[arg-type]
+        nonce=nonce,
+        tx_hash=tx_hash,
+        raw=b"\x02\xf8" + bytes(20),
+        gas_limit=21000,
+        max_fee=3 * 10**9,
+        priority_fee=10**9,
+        gas_price=None,
+    )
+
+
+def test_schema_is_migrated_to_the_latest_version(store: Store) -> None:
+    assert store.schema_version() == len(MIGRATIONS)
+
+
+def test_reopening_keeps_data_and_does_not_remigrate(store_factory: object) -> None:
+    first = store_factory()  # type: ignore[operator]
+    record, _ = first.submit(make_intent(), SENDER)
+    second = store_factory()  # type: ignore[operator]
+    assert second.schema_version() == len(MIGRATIONS)
+    assert second.get(record.id) == record
+
+
+def test_submit_is_idempotent_per_key(store: Store) -> None:
+    intent = make_intent(expected_event=ExpectedEvent("0x" + "ab" * 32, TO), deadline_block=99, gas_limit=50_000)
+    first, created = store.submit(intent, SENDER, created_block=7)
+    again, created_again = store.submit(intent, SENDER, created_block=8)
+    assert created and not created_again
+    assert again == first
+    assert first.state is State.PLANNED and first.intent == intent and first.created_block == 7
+    assert store.get_by_key(intent.idempotency_key) == first
+    assert store.get_by_key("missing") is None
+    assert len(store.all_intents(SENDER)) == 1
+
+
+def test_idempotency_key_is_derived_from_the_plan() -> None:
+    assert idempotency_key("plan-1", TO, b"\x01", 5) == idempotency_key("plan-1", TO.lower(), b"\x01", 5)
+    assert idempotency_key("plan-1", TO, b"\x01", 5) != idempotency_key("plan-2", TO, b"\x01", 5)
+    assert idempotency_key("plan-1", TO, b"\x01", 5) != idempotency_key("plan-1", TO, b"\x01", 6)
+
+
+def test_transition_is_compare_and_set_and_follows_the_machine(store: Store) -> None:
+    record, _ = store.submit(make_intent(), SENDER)
+    moved = store.transition(record.id, State.PLANNED, State.SIMULATED, gas_estimate=21000, simulated_block=3)
+    assert moved.state is State.SIMULATED and moved.gas_estimate == 21000 and moved.simulated_block == 3
+    with pytest.raises(StaleStateError):
+        store.transition(record.id, State.PLANNED, State.SIMULATED)
+    with pytest.raises(InvalidTransition):
+        store.transition(record.id, State.SIMULATED, State.FINALIZED)
+    with pytest.raises(ValueError, match="unknown fields"):
+        store.transition(record.id, State.SIMULATED, State.SIMULATED, state="x")
+    assert store.get(record.id).state is State.SIMULATED
+
+
+def test_nonce_reservation_takes_the_lowest_free_nonce_and_is_idempotent(store: Store) -> None:
+    a, _ = store.submit(make_intent("a"), SENDER)
+    b, _ = store.submit(make_intent("b"), SENDER)
+    c, _ = store.submit(make_intent("c"), SENDER)
+    assert store.reserve_nonce(a.id, SENDER, floor=5) == 5
+    assert store.reserve_nonce(a.id, SENDER, floor=5) == 5  # idempotent
+    assert store.reserve_nonce(b.id, SENDER, floor=5) == 6
+    # release a's nonce (rejected before broadcast): the next reservation reuses it, no gap
+    store.transition(a.id, State.PLANNED, State.FAILED, nonce=None)
+    assert store.reserve_nonce(c.id, SENDER, floor=5) == 5
+    assert [(n, i) for n, i, _ in store.held_nonces(SENDER)] == [(5, c.id), (6, b.id)]
+    assert [r.id for r in store.in_flight(SENDER)] == [c.id, b.id]
+
+
+def test_nonce_reservation_respects_the_chain_floor(store: Store) -> None:
+    a, _ = store.submit(make_intent("a"), SENDER)
+    b, _ = store.submit(make_intent("b"), SENDER)
+    assert store.reserve_nonce(a.id, SENDER, floor=0) == 0
+    assert store.reserve_nonce(b.id, SENDER, floor=3) == 3
+
+
+def test_nonces_are_per_sender(store: Store) -> None:
+    other = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+    a, _ = store.submit(make_intent("a"), SENDER)
+    b, _ = store.submit(make_intent("b"), other)
+    assert store.reserve_nonce(a.id, SENDER, 0) == 0
+    assert store.reserve_nonce(b.id, other, 0) == 0
+
+
+def test_fencing_epoch_is_checked_in_the_reservation(store: Store) -> None:
+    a, _ = store.submit(make_intent("a"), SENDER)
+    assert store.epoch(SENDER) == 0
+    store.set_epoch(SENDER, 4)
+    with pytest.raises(FencingError):
+        store.reserve_nonce(a.id, SENDER, floor=0, expected_epoch=3)
+    assert store.get(a.id).nonce is None
+    assert store.reserve_nonce(a.id, SENDER, floor=0, expected_epoch=4) == 0
+
+
+def test_attempts_store_every_signed_transaction(store: Store) -> None:
+    record, _ = store.submit(make_intent(), SENDER)
+    store.transition(record.id, State.PLANNED, State.SIMULATED)
+    nonce = store.reserve_nonce(record.id, SENDER, 0)
+    with pytest.raises(StaleStateError):  # wrong nonce: nothing stored
+        store.add_attempt(record.id, new_attempt(nonce + 1, "0x" + "01" * 32), State.SIMULATED, State.SIGNED)
+    first = store.add_attempt(record.id, new_attempt(nonce, "0x" + "01" * 32), State.SIMULATED, State.SIGNED)
+    assert store.get(record.id).state is State.SIGNED
+    assert first.seq == 1 and first.status is AttemptStatus.SIGNED and first.raw == b"\x02\xf8" + bytes(20)
+    sent = store.mark_attempt(first.id, AttemptStatus.BROADCAST, sent_block=10, route="public")
+    assert (sent.first_sent_block, sent.last_sent_block, sent.route) == (10, 10, "public")
+    again = store.mark_attempt(first.id, AttemptStatus.BROADCAST, sent_block=12)
+    assert (again.first_sent_block, again.last_sent_block, again.route) == (10, 12, "public")
+    store.transition(record.id, State.SIGNED, State.BROADCAST)
+    second = store.add_attempt(
+        record.id, new_attempt(nonce, "0x" + "02" * 32, "replacement"), State.BROADCAST, State.BROADCAST
+    )
+    assert second.seq == 2
+    attempts = store.attempts(record.id)
+    assert [a.tx_hash for a in attempts] == ["0x" + "01" * 32, "0x" + "02" * 32]
+    assert [a.kind for a in attempts] == ["original", "replacement"]
+    assert store.attempts(9999) == []
+
+
+def test_terminal_intents_leave_in_flight_but_keep_their_nonce(store: Store) -> None:
+    record, _ = store.submit(make_intent(), SENDER)
+    store.transition(record.id, State.PLANNED, State.SIMULATED)
+    nonce = store.reserve_nonce(record.id, SENDER, 0)
+    store.add_attempt(record.id, new_attempt(nonce, "0x" + "03" * 32), State.SIMULATED, State.SIGNED)
+    for old, new in [
+        (State.SIGNED, State.BROADCAST),
+        (State.BROADCAST, State.MINED),
+        (State.MINED, State.CONFIRMED),
+        (State.CONFIRMED, State.FINALIZED),
+    ]:
+        store.transition(record.id, old, new)
+    assert store.in_flight(SENDER) == []
+    assert store.held_nonces(SENDER) == [(nonce, record.id, State.FINALIZED)]
+    other, _ = store.submit(make_intent("other"), SENDER)
+    assert store.reserve_nonce(other.id, SENDER, 0) == nonce + 1
