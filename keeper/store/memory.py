@@ -25,6 +25,23 @@ class MemoryStore:
         self._by_key: dict[str, int] = {}
         self._attempts: dict[int, Attempt] = {}
         self._epochs: dict[str, int] = {}
+        self._state: dict[str, str] = {}
+        self._records: dict[tuple[str, str], str] = {}
+
+    def get_state(self, key: str) -> str | None:
+        return self._state.get(key)
+
+    def put_state(self, key: str, value: str) -> None:
+        self._state[key] = value
+
+    def add_record(self, kind: str, key: str, value: str) -> bool:
+        if (kind, key) in self._records:
+            return False
+        self._records[(kind, key)] = value
+        return True
+
+    def records(self, kind: str) -> list[tuple[str, str]]:
+        return sorted((k, v) for (kd, k), v in self._records.items() if kd == kind)
 
     def schema_version(self) -> int:
         from keeper.store.sql import MIGRATIONS

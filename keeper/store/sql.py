@@ -81,6 +81,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             UNIQUE (intent_id, seq)
         )""",
     ),
+    (
+        # keeper state that must survive restarts: decision memory, the fee ledger (JSON documents)
+        "CREATE TABLE keeper_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        # per-rebalance records (fee and gas attribution), append-only
+        "CREATE TABLE keeper_records (kind TEXT NOT NULL, record_key TEXT NOT NULL, value TEXT NOT NULL, "
+        "PRIMARY KEY (kind, record_key))",
+    ),
 )
 
 _INTENT_COLS = (
@@ -384,6 +391,37 @@ class SqlStore:
         with self._tx() as cur:
             self._ensure_sender(cur, sender)
             self._run(cur, "UPDATE senders SET epoch = ? WHERE sender = ?", (epoch, sender))
+
+    # --- keeper state and records -----------------------------------------------------------------------
+    def get_state(self, key: str) -> str | None:
+        with self._tx() as cur:
+            row = self._run(cur, "SELECT value FROM keeper_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_state(self, key: str, value: str) -> None:
+        with self._tx() as cur:
+            self._run(
+                cur,
+                "INSERT INTO keeper_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = ?",
+                (key, value, value),
+            )
+
+    def add_record(self, kind: str, key: str, value: str) -> bool:
+        with self._tx() as cur:
+            cur = self._run(
+                cur,
+                "INSERT INTO keeper_records (kind, record_key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, record_key) DO NOTHING",
+                (kind, key, value),
+            )
+            return bool(cur.rowcount)
+
+    def records(self, kind: str) -> list[tuple[str, str]]:
+        with self._tx() as cur:
+            rows = self._run(
+                cur, "SELECT record_key, value FROM keeper_records WHERE kind = ? ORDER BY record_key", (kind,)
+            ).fetchall()
+        return [(str(k), str(v)) for k, v in rows]
 
     def close(self) -> None:
         raise NotImplementedError

@@ -161,3 +161,17 @@ def test_terminal_intents_leave_in_flight_but_keep_their_nonce(store: Store) -> 
     assert store.held_nonces(SENDER) == [(nonce, record.id, State.FINALIZED)]
     other, _ = store.submit(make_intent("other"), SENDER)
     assert store.reserve_nonce(other.id, SENDER, 0) == nonce + 1
+
+
+def test_state_documents_and_records_survive_reopen(store_factory: object) -> None:
+    first = store_factory()  # type: ignore[operator]
+    assert first.get_state("memory") is None
+    first.put_state("memory", '{"a": 1}')
+    first.put_state("memory", '{"a": 2}')
+    assert first.add_record("attribution", "000001", '{"gas": 5}') is True
+    assert first.add_record("attribution", "000001", '{"gas": 6}') is False  # append-only: never overwritten
+    assert first.add_record("attribution", "000002", "{}") is True
+    again = store_factory()  # type: ignore[operator]
+    assert again.get_state("memory") == '{"a": 2}'
+    assert again.records("attribution") == [("000001", '{"gas": 5}'), ("000002", "{}")]
+    assert again.records("other") == []
