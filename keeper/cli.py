@@ -65,6 +65,19 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the keeper daemon until SIGTERM/SIGINT (the product)."""
+    from keeper.config import load_config
+    from keeper.daemon.app import KeeperApp
+
+    cfg = load_config(args.config)
+    if args.dry_run:
+        cfg = cfg.model_copy(update={"safety": cfg.safety.model_copy(update={"dry_run": True})})
+    if args.metrics_port is not None:
+        cfg = cfg.model_copy(update={"metrics": cfg.metrics.model_copy(update={"port": args.metrics_port})})
+    return KeeperApp(cfg).run()
+
+
 def _wait_for_signal() -> None:
     stop = threading.Event()
 
@@ -136,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="config file (TOML)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--block", type=int, default=None, help="block number (default: latest)")
+
+    p = add("run", cmd_run)
+    p.add_argument("--config", required=True, help="config file (TOML)")
+    p.add_argument("--dry-run", action="store_true", help="decide, net and simulate; never sign")
+    p.add_argument("--metrics-port", type=int, default=None, help="override metrics.port")
 
     p = add("snapshot", cmd_snapshot)
     p.add_argument("--config", required=True, help="config file (TOML)")

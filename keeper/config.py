@@ -131,6 +131,14 @@ class SignerSettings(_Section):
     remote_url: Url | None = None
 
 
+class VaultSettings(_Section):
+    """Per-vault name and rule overrides (any field of keeper.decide.Rules; the rest keep their defaults)."""
+
+    id: int = Field(ge=0)
+    name: str = ""
+    rules: dict[str, int | str | list[str]] = Field(default_factory=dict)
+
+
 class KeeperSettings(BaseSettings):
     """The whole configuration. Build it with `load_config(path)`."""
 
@@ -150,6 +158,10 @@ class KeeperSettings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     safety: SafetySettings = SafetySettings()
     oracle: OracleSettings = OracleSettings()
+    default_rules: dict[str, int | str | list[str]] = Field(default_factory=dict)
+    vaults: list[VaultSettings] = Field(default_factory=list)
+    slippage_bps: int = Field(default=60, gt=0, le=1000)  # netting: leg minimum below the oracle (fee included)
+    deadline_seconds: int = Field(default=600, gt=0)
     hedged_assets: list[str] = Field(default_factory=lambda: ["WETH", "WBTC"], min_length=1)
     state_dir: Path = Path(".keeper")
 

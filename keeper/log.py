@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -69,9 +70,19 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("urllib3", "web3.providers", "web3.RequestManager"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    for noisy in ("urllib3", "web3.providers", "web3.RequestManager", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def get(name: str | None = None) -> Any:
     return structlog.get_logger(name)
+
+
+@contextmanager
+def bound(**context: Any) -> Iterator[None]:
+    """Bind context (block, vault, intent) to every log line of the current tick, then restore it."""
+    tokens = structlog.contextvars.bind_contextvars(**context)
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)

@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from keeper import log
@@ -57,7 +58,10 @@ class Daemon:
         self._stopping = threading.Event()
         self._last_block: int | None = None
         self._latest_head: int | None = None
+        # One worker thread: the head watcher and the in-flight tracker never run at the same time, so the
+        # journal and the pipeline see one caller at a time.
         self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={
                 "max_instances": 1,
                 "coalesce": True,

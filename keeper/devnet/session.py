@@ -5,6 +5,7 @@ Owns the lifetime of what it starts: leaving the `with` block stops anvil by its
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ def devnet_config(anvil: Anvil, d: Deployment) -> dict[str, object]:
     }
 
 
+def deployment_path(config_path: Path) -> Path:
+    return config_path.with_name(config_path.stem + ".deployment.json")
+
+
 @contextmanager
 def start_devnet(
     *,
@@ -85,6 +90,8 @@ def start_devnet(
             w3.provider.make_request("evm_setIntervalMining", [block_time])  # type: ignore[arg-type]
         config_out.parent.mkdir(parents=True, exist_ok=True)
         config_out.write_text(render_toml(devnet_config(anvil, deployment)))
+        # the simulator and the demo need every address, not only the keeper's
+        deployment_path(config_out).write_text(json.dumps(deployment.to_dict(), indent=1) + "\n")
         yield DevnetSession(anvil=anvil, deployment=deployment, config_path=config_out)
     finally:
         anvil.stop()

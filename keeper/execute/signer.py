@@ -144,6 +144,13 @@ class RawKeySigner(LocalSigner):
         return signer
 
     @classmethod
+    def from_secret(cls, text: str, source: str) -> RawKeySigner:
+        """From a secret value already in memory (e.g. a SecretStr setting); `source` names where it came from."""
+        signer = cls(_parse_key(text, source), source)
+        _log.warning("signer.raw_key", source=source, advice=_ADVICE)
+        return signer
+
+    @classmethod
     def from_env(cls, variable: str) -> RawKeySigner:
         text = os.environ.get(variable)
         if not text:

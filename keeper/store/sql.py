@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -432,7 +433,9 @@ class SqliteStore(SqlStore):
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        # One connection shared by the daemon's threads; `_lock` serialises every transaction on it.
+        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        self._lock = threading.RLock()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # a reserved nonce survives power loss, not just kill -9
         self._conn.execute("PRAGMA foreign_keys=ON")
@@ -440,17 +443,18 @@ class SqliteStore(SqlStore):
 
     @contextmanager
     def _tx(self) -> Iterator[_Cursor]:
-        cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
-        finally:
-            cur.close()
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                cur.close()
 
     def close(self) -> None:
         self._conn.close()
@@ -476,6 +480,7 @@ class PostgresStore(SqlStore):
             raise ValueError("postgres schema: must match [a-z_][a-z0-9_]*")
         self.schema = schema
         self._conn = psycopg.connect(url, autocommit=True)
+        self._lock = threading.RLock()  # one connection shared by the daemon's threads
         if schema is not None:
             self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             self._conn.execute(f'SET search_path TO "{schema}"')
@@ -486,7 +491,7 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _tx(self) -> Iterator[_Cursor]:
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
             yield cur
 
     def close(self) -> None:

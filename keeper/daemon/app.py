@@ -1,0 +1,702 @@
+"""`keeper run`: the product. Wires read → decide → net → execute → account on every new block.
+
+Owns the per-block tick (snapshot, oracle guard, decision, safety switches, netting, submission), the
+in-flight job (pipeline tick, accounting of executed rebalances) and start-up (config → endpoints,
+signer, journal, leadership, metrics). Decisions are pure calls into keeper.decide / keeper.net /
+keeper.account; this module only moves their inputs and outputs between the chain, the journal and
+the metrics. Dry-run decides, nets and simulates but never signs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+from web3.logs import DISCARD
+from web3.providers import HTTPProvider
+from web3.types import RPCEndpoint
+
+from keeper import log
+from keeper.account import attribute, record_from_json_dict
+from keeper.account.attribution import AttributionRecord
+from keeper.chain.artifacts import abi as load_abi
+from keeper.chain.oracle import OracleRules, Verdict
+from keeper.chain.oracle import check as oracle_check
+from keeper.chain.reader import Addresses, SnapshotReader
+from keeper.config import KeeperSettings
+from keeper.daemon.http import Health, serve
+from keeper.daemon.metrics import Metrics
+from keeper.daemon.schedule import Daemon, Timing
+from keeper.decide import Decision, Plan, Rules, decide, plan_from_json_dict, plan_to_json_dict
+from keeper.errors import ConfigError, InputError, KeeperError, ReadError
+from keeper.ha.lease import FileLease, Leadership, Lease, PostgresLease
+from keeper.net import (
+    ExecutedLeg,
+    Execution,
+    NetPlan,
+    VaultChange,
+    compare_notional,
+    net_changes,
+    oracle_from_snapshot,
+    order_abi,
+)
+from keeper.snapshot import Memory, Snapshot, memory_from_json_dict
+from keeper.store import ExpectedEvent, Intent, IntentRecord, State, Store, idempotency_key, open_store
+
+_log = log.get("keeper.daemon")
+
+MEMORY_KEY = "decision.memory"
+ACCOUNTED = "accounted"
+ATTRIBUTION = "attribution"
+PENDING = "pending"  # intent id → {"plan": ..., "memory_after": ...}
+USD30 = 10**30
+
+
+def rules_by_vault(cfg: KeeperSettings, vault_ids: list[int]) -> dict[int, Rules]:
+    """Rules for every vault: defaults ← `default_rules` ← the vault's own overrides; errors name the field."""
+    overrides = {v.id: v.rules for v in cfg.vaults}
+    out: dict[int, Rules] = {}
+    for vault_id in vault_ids:
+        merged: dict[str, Any] = {"hedged_assets": tuple(cfg.hedged_assets), **cfg.default_rules}
+        merged.update(overrides.get(vault_id, {}))
+        if isinstance(merged.get("hedged_assets"), list):
+            merged["hedged_assets"] = tuple(merged["hedged_assets"])
+        try:
+            out[vault_id] = Rules(**merged)
+        except TypeError as exc:
+            raise ConfigError(f"vaults[{vault_id}].rules: {exc}") from None
+        except InputError as exc:
+            raise ConfigError(f"vaults[{vault_id}].{exc.field}: {exc.reason}") from None
+    return out
+
+
+def plan_changes(plan: Plan, snap: Snapshot, rules: Mapping[int, Rules]) -> list[VaultChange]:
+    """A decision plan as netting input: per vault, exact lending moves, interest and the buffer move."""
+    changes = []
+    symbols = [a.symbol for a in snap.assets]
+    for vp in plan.vaults:
+        mandate = {vp.denomination} | {symbols.index(s) for s in rules[vp.vault_id].hedged_assets if s in symbols}
+        mandate |= {i for i, a in enumerate(snap.assets) if a.is_stable}
+        mandate |= {i for i in range(len(symbols)) if vp.debt[i] or vp.collateral[i] or vp.interest[i]}
+        changes.append(
+            VaultChange(
+                vault_id=vp.vault_id,
+                denomination=vp.denomination,
+                mandate=frozenset(mandate),
+                glp=vp.glp,
+                collateral=vp.collateral,
+                debt=tuple(d - i for d, i in zip(vp.debt, vp.interest, strict=True)),
+                interest=vp.interest,
+                buffer=vp.cash[vp.denomination],
+            )
+        )
+    return changes
+
+
+@dataclass
+class Switches:
+    """Safety switches read at every tick."""
+
+    cfg: KeeperSettings
+
+    @property
+    def pause_file(self) -> Path:
+        return self.cfg.safety.pause_file or (self.cfg.state_dir / "PAUSE")
+
+    def paused(self) -> str | None:
+        if self.cfg.safety.paused:
+            return "config safety.paused"
+        if os.environ.get("KEEPER_PAUSED", "").strip().lower() in ("1", "true", "yes"):
+            return "environment KEEPER_PAUSED"
+        if self.pause_file.exists():
+            return f"pause file {self.pause_file}"
+        return None
+
+
+@dataclass
+class Endpoints:
+    """The read endpoints in order of preference; a failed read moves to the next one (failover)."""
+
+    urls: list[str]
+    timeout: float
+    metrics: Metrics
+    current: int = 0
+    clients: list[Web3] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.clients = [Web3(HTTPProvider(u, request_kwargs={"timeout": self.timeout})) for u in self.urls]
+
+    @property
+    def name(self) -> str:
+        return f"rpc{self.current}"
+
+    def w3(self) -> Web3:
+        return self.clients[self.current]
+
+    def failed(self) -> None:
+        self.metrics.rpc_errors.labels(endpoint=self.name).inc()
+        self.current = (self.current + 1) % len(self.clients)
+
+
+class KeeperApp:
+    """One keeper process. `run()` blocks until SIGTERM/SIGINT and returns the exit code."""
+
+    def __init__(self, cfg: KeeperSettings, *, holder: str | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.health = Health(cfg.schedule.heartbeat_max_age_seconds)
+        self.switches = Switches(cfg)
+        self.endpoints = Endpoints(list(cfg.chain.rpc_urls), cfg.chain.request_timeout_seconds, self.metrics)
+        c = cfg.contracts
+        self.addresses = Addresses(
+            c.vault_manager, c.multicall, c.gmx_vault, c.glp_manager, c.reward_router, c.pool, c.glp
+        )
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.store: Store = self._open_store()
+        self.lease: Lease = self._lease()
+        self.leadership = Leadership(False, "", 0, "not yet")
+        self.signer: Any = None
+        self.pipeline: Any = None
+        self.readers: dict[int, SnapshotReader] = {}
+        self.rules: dict[int, Rules] = {}
+        self.oracle_rules = {
+            s: OracleRules(a.heartbeat_seconds, a.max_divergence_bps) for s, a in cfg.oracle.assets.items()
+        }
+        self.oracle_default = OracleRules(cfg.oracle.default.heartbeat_seconds, cfg.oracle.default.max_divergence_bps)
+        self._vm_abi = load_abi("VaultManager")
+        self._selectors = self._keeper_selectors()
+        self._rebalanced_topic = "0x" + Web3.keccak(text="Rebalanced(uint256,uint8,uint256)").hex().removeprefix("0x")
+        self._last_snapshot: Snapshot | None = None
+        self._submitted: list[int] = []  # chain times of submissions (rate limit)
+        self._last_pause: str | None = None
+        self.metrics.dry_run.set(1 if cfg.safety.dry_run else 0)
+        self.metrics.signer_balance_min.set(cfg.safety.min_signer_balance_wei)
+
+    # --- set-up --------------------------------------------------------------------------------------------------
+    def _open_store(self) -> Store:
+        url = self.cfg.store.database_url
+        if url is not None:
+            return open_store(url.get_secret_value())
+        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        return open_store(self.cfg.state_dir / "journal.sqlite3")
+
+    def _lease(self) -> Lease:
+        url = self.cfg.store.database_url
+        if url is None:
+            return FileLease(self.cfg.state_dir, self.holder)
+        lease = PostgresLease(
+            url.get_secret_value(), self.cfg.store.lease_name, self.holder, self.cfg.store.lease_seconds
+        )
+        lease.ensure_schema()
+        return lease
+
+    def _signer(self) -> Any:
+        from keeper.execute.signer import KeystoreSigner, RawKeySigner, RemoteSigner
+
+        s = self.cfg.signer
+        if s.kind == "none" or self.cfg.safety.dry_run:
+            return None
+        if s.kind == "keystore":
+            if s.keystore_file is None or s.password_file is None:
+                raise ConfigError("signer: kind 'keystore' needs keystore_file and password_file")
+            return KeystoreSigner.from_files(s.keystore_file, s.password_file)
+        if s.kind == "remote":
+            if s.remote_url is None or s.address is None:
+                raise ConfigError("signer: kind 'remote' needs remote_url and address")
+            return RemoteSigner(s.remote_url, s.address)
+        if s.key is not None:
+            return RawKeySigner.from_secret(s.key.get_secret_value(), "config:signer.key")
+        if s.key_file is not None:
+            return RawKeySigner.from_file(s.key_file)
+        raise ConfigError("signer: kind 'raw' needs key (KEEPER_SIGNER__KEY or the secrets dir) or key_file")
+
+    def _pipeline(self) -> Any:
+        from keeper.execute.chain import connect
+        from keeper.execute.gas import GasPolicy
+        from keeper.execute.metrics import ExecutionMetrics, prometheus_hook
+        from keeper.execute.pipeline import Pipeline, PipelineConfig
+
+        g = self.cfg.gas
+        chain = connect(
+            self.cfg.chain.rpc_urls,
+            self.cfg.chain.chain_id,
+            private_url=self.cfg.chain.send_url,
+            timeout=self.cfg.chain.request_timeout_seconds,
+        )
+        policy = GasPolicy(
+            max_fee_cap=g.max_fee_per_gas_wei,
+            max_tx_fee=g.max_fee_per_tx_wei,
+            priority_ceiling=max(g.max_priority_fee_per_gas_wei, 1),
+        )
+        config = PipelineConfig(
+            chain_id=self.cfg.chain.chain_id,
+            confirmations=self.cfg.chain.confirmations,
+            stuck_blocks=g.replace_after_blocks,
+            gas=policy,
+            private_fallback_blocks=self.cfg.chain.send_fallback_blocks,
+            epoch=self.leadership.epoch or None,
+            force_legacy=g.legacy,
+        )
+        metrics = ExecutionMetrics(hook=prometheus_hook(self.metrics.registry))
+        return Pipeline(
+            self.store, chain, self.signer, config, metrics=metrics, still_wanted=self._still_wanted, alert=self._alert
+        )
+
+    def _alert(self, kind: str, message: str) -> None:
+        if kind == "fee_cap":
+            self.metrics.fee_cap_waits.inc()
+            self.metrics.fee_cap_waiting.set(1)
+        _log.warning("alert", kind=kind, message=message)
+
+    def _still_wanted(self, record: IntentRecord) -> bool:
+        """Before a replacement: the intent is still wanted unless the manager paused or a switch is on."""
+        snap = self._last_snapshot
+        return self.switches.paused() is None and not (snap is not None and snap.manager.paused)
+
+    # --- reading -------------------------------------------------------------------------------------------------
+    def read(self, block: int) -> Snapshot:
+        for _ in range(len(self.endpoints.clients)):
+            index = self.endpoints.current
+            reader = self.readers.get(index)
+            if reader is None:
+                reader = SnapshotReader(self.endpoints.w3(), self.addresses, self._keeper_address())
+                self.readers[index] = reader
+            started = time.perf_counter()
+            self.metrics.rpc_requests.labels(endpoint=self.endpoints.name).inc()
+            try:
+                snap = reader.read(block)
+            except ReadError as exc:
+                _log.warning("read failed; failing over", endpoint=self.endpoints.name, block=block, error=str(exc))
+                self.endpoints.failed()
+                continue
+            self.metrics.rpc_latency.labels(endpoint=self.endpoints.name).observe(time.perf_counter() - started)
+            return snap
+        raise ReadError(f"every endpoint failed to read block {block}")
+
+    def head(self) -> int:
+        for _ in range(len(self.endpoints.clients)):
+            try:
+                self.metrics.rpc_requests.labels(endpoint=self.endpoints.name).inc()
+                return int(self.endpoints.w3().eth.block_number)
+            except Exception as exc:
+                _log.warning("head read failed; failing over", endpoint=self.endpoints.name, error=str(exc))
+                self.endpoints.failed()
+        self.health.set_check("chain", False, "every endpoint failed")
+        raise ReadError("every endpoint failed to answer eth_blockNumber")
+
+    def _keeper_address(self) -> str:
+        return str(self.signer.address) if self.signer is not None else self.cfg.keeper_address()
+
+    # --- memory --------------------------------------------------------------------------------------------------
+    def load_memory(self) -> Memory:
+        text = self.store.get_state(MEMORY_KEY)
+        if text is None:
+            return Memory()
+        try:
+            return memory_from_json_dict(json.loads(text))
+        except (InputError, ValueError) as exc:
+            # never silently start from zero: a corrupt memory would reset the OI timer
+            raise ConfigError(f"journal: stored decision memory is unreadable ({exc}); inspect {MEMORY_KEY}") from None
+
+    def save_memory(self, memory: Memory) -> None:
+        self.store.put_state(MEMORY_KEY, json.dumps(_memory_json(memory), sort_keys=True))
+
+    # --- the tick ------------------------------------------------------------------------------------------------
+    def on_block(self, block: int) -> None:
+        with log.bound(block=block):
+            self._tick(block)
+
+    def _tick(self, block: int) -> None:
+        self._refresh_leadership()
+        pause = self.switches.paused()
+        self.metrics.paused.set(1 if pause else 0)
+        if pause:
+            if pause != self._last_pause:
+                _log.warning("paused: no new decisions", reason=pause)
+            self._last_pause = pause
+            return
+        self._last_pause = None
+        snap = replace(self.read(block), memory=self.load_memory())
+        self._last_snapshot = snap
+        self.health.set_check("chain", True, f"block {block}")
+        self._export_snapshot(snap)
+        verdicts = oracle_check(snap, self.oracle_rules, self.oracle_default)
+        refused = self._export_oracle(verdicts)
+        if not self.rules or set(self.rules) != {b.vault_id for b in snap.books}:
+            self.rules = rules_by_vault(self.cfg, [b.vault_id for b in snap.books])
+        decision = decide(snap, self.rules, snap.memory)
+        self.save_memory(decision.memory)
+        self._export_decision(decision)
+        if decision.plan is None:
+            return
+        if not self.leadership.held:
+            _log.info("standby: plan not submitted", leader=self.leadership.holder)
+            return
+        if snap.manager.paused:
+            _log.warning("VaultManager is paused on chain: no trade")
+            return
+        touched = {
+            s
+            for vp in decision.plan.vaults
+            for i, s in enumerate(decision.plan.assets)
+            if vp.debt[i] or vp.collateral[i] or vp.cash[i]
+        }
+        if refused & (touched | {a.symbol for a in snap.assets if not a.is_stable}):
+            _log.warning("oracle guard: no trade", refused=sorted(refused))
+            return
+        if self.pipeline is not None and any(
+            r.intent.kind == "call" for r in self.store.in_flight(self._keeper_address())
+        ):
+            _log.info("a rebalance is in flight; waiting for it")
+            return
+        # Rate limit on chain time (the devnet compresses time; on a live chain it is wall time). A health-
+        # factor plan is never held back by it: liquidation is the larger loss.
+        now = snap.block_timestamp
+        self._submitted = [t for t in self._submitted if now - t < 3600]
+        urgent = any(r.trigger == "health_factor" and r.fired for r in decision.triggers)
+        if len(self._submitted) >= self.cfg.safety.max_rebalances_per_hour and not urgent:
+            _log.warning("rate limit: max rebalances per hour reached", limit=self.cfg.safety.max_rebalances_per_hour)
+            return
+        self._submit(snap, decision, block)
+
+    def build_order(self, snap: Snapshot, plan: Plan) -> NetPlan:
+        changes = plan_changes(plan, snap, self.rules)
+        process = [vp.vault_id for vp in plan.vaults if vp.process]
+        return net_changes(
+            changes,
+            oracle_from_snapshot(snap),
+            slippage_bps=self.cfg.slippage_bps,
+            max_slippage_bps=100,
+            deadline=snap.block_timestamp + self.cfg.deadline_seconds,
+            flags=plan.flags,
+            process_vaults=process,
+            books={b.vault_id: b for b in snap.books},
+        )
+
+    def calldata(self, net: NetPlan) -> bytes:
+        contract = Web3().eth.contract(abi=self._vm_abi)
+        data: str = contract.encode_abi("rebalance", [order_abi(net.order)])
+        return bytes.fromhex(data.removeprefix("0x"))
+
+    def _allowed(self, to: str, data: bytes) -> bool:
+        """The allow-list, checked before signing: the VaultManager, and only its keeper functions."""
+        return to.lower() == self.addresses.vault_manager.lower() and data[:4].hex() in self._selectors
+
+    def _keeper_selectors(self) -> set[str]:
+        configured = {s.lower().removeprefix("0x") for s in self.cfg.safety.allowed_selectors}
+        if configured:
+            return configured
+        from eth_utils.abi import function_abi_to_4byte_selector
+
+        return {
+            function_abi_to_4byte_selector(f).hex()  # type: ignore[arg-type]
+            for f in self._vm_abi
+            if f.get("type") == "function" and f["name"] in ("rebalance", "harvest", "processBuffers")
+        }
+
+    def _submit(self, snap: Snapshot, decision: Decision, block: int) -> None:
+        plan = decision.plan
+        assert plan is not None
+        try:
+            net = self.build_order(snap, plan)
+        except KeeperError as exc:
+            self.metrics.rebalances.labels(result="not_nettable").inc()
+            _log.warning("netting refused the plan", error=str(exc))
+            return
+        notional = compare_notional(net).netted_usd30 // USD30
+        if notional > self.cfg.safety.max_notional_usd_per_rebalance:
+            self.metrics.rebalances.labels(result="over_notional_cap").inc()
+            _log.warning(
+                "notional cap: plan refused",
+                notional_usd=notional,
+                cap_usd=self.cfg.safety.max_notional_usd_per_rebalance,
+            )
+            return
+        data = self.calldata(net)
+        to = self.addresses.vault_manager
+        if not self._allowed(to, data):
+            self.metrics.rebalances.labels(result="not_allowed").inc()
+            _log.error("allow-list refused the transaction", to=to, selector="0x" + data[:4].hex())
+            return
+        if self.cfg.safety.dry_run or self.signer is None:
+            ok = self._dry_run(to, data, block)
+            self.metrics.rebalances.labels(result="dry_run_ok" if ok else "dry_run_revert").inc()
+            return
+        plan_id = f"{to}:{snap.manager.rebalance_count}"
+        intent = Intent(
+            idempotency_key=idempotency_key(plan_id, to, data, 0),
+            to=to,
+            data=data,
+            deadline_block=block + max(10, self.cfg.deadline_seconds // 2),
+            expected_event=ExpectedEvent(self._rebalanced_topic, to),
+            urgency="high" if any("health factor" in r for r in plan.reasons) else "normal",
+        )
+        record = self.pipeline.submit(intent, head=block)
+        self._submitted.append(snap.block_timestamp)
+        pending = {
+            "plan": plan_to_json_dict(plan),
+            "memory_after": _memory_json(decision.memory_after_execution),
+            "block": snap.block_number,
+        }
+        self.store.put_state(f"{PENDING}:{record.id}", json.dumps(pending, sort_keys=True))
+        for name, fired in _fired(decision):
+            self.metrics.triggers.labels(trigger=name).inc(fired)
+        _log.info(
+            "rebalance submitted",
+            fired=[r.reason() for r in decision.triggers if r.fired][:8],
+            intent_id=record.id,
+            vaults=[vp.vault_id for vp in plan.vaults],
+            reasons=list(plan.reasons)[:6],
+            notional_usd=notional,
+        )
+
+    def _dry_run(self, to: str, data: bytes, block: int) -> bool:
+        w3 = self.endpoints.w3()
+        params = [{"from": self._keeper_address(), "to": to, "data": "0x" + data.hex()}, hex(block)]
+        answer = w3.provider.make_request(RPCEndpoint("eth_call"), params)
+        ok = "error" not in answer
+        _log.info("dry run: simulated, not signed", ok=ok, error=answer.get("error"))
+        return ok
+
+    # --- in flight -----------------------------------------------------------------------------------------------
+    def on_in_flight(self, head: int) -> None:
+        if self.pipeline is None:
+            return
+        if not self.leadership.held:
+            return
+        try:
+            in_flight = self.pipeline.tick()
+        except KeeperError as exc:
+            _log.warning("pipeline tick failed", error=str(exc))
+            return
+        self.metrics.pending_txs.set(len(in_flight))
+        if not in_flight:
+            self.metrics.fee_cap_waiting.set(0)
+        self._account(head)
+
+    def _account(self, head: int) -> None:
+        for record in self.store.all_intents(self._keeper_address()):
+            if record.state not in (State.CONFIRMED, State.FINALIZED, State.FAILED, State.CANCELLED):
+                continue
+            pending_text = self.store.get_state(f"{PENDING}:{record.id}")
+            if pending_text is None or not self.store.add_record(ACCOUNTED, f"{record.id:010d}", record.state.value):
+                continue
+            if record.outcome != "success":
+                self.metrics.rebalances.labels(result=record.outcome or record.state.value).inc()
+                _log.warning(
+                    "rebalance did not take effect",
+                    intent_id=record.id,
+                    state=record.state.value,
+                    outcome=record.outcome,
+                    error=record.error,
+                )
+                continue
+            pending = json.loads(pending_text)
+            self.save_memory(memory_from_json_dict(pending["memory_after"]))
+            self.metrics.rebalances.labels(result="success").inc()
+            try:
+                attribution = self._attribute(record, pending)
+            except Exception as exc:  # accounting must never stop the keeper; the record says what is missing
+                _log.exception("attribution failed", intent_id=record.id, error=str(exc))
+                continue
+            self.store.add_record(
+                ATTRIBUTION, f"{attribution.rebalance_id:010d}", json.dumps(attribution.to_json_dict(), sort_keys=True)
+            )
+            for cost in attribution.vaults:
+                self.metrics.gas_spent.labels(vault=str(cost.vault_id)).inc(cost.gas_wei)
+                for asset, fee in enumerate(cost.fee_tokens):
+                    if fee:
+                        symbol = pending["plan"]["assets"][asset]
+                        self.metrics.fees_paid.labels(vault=str(cost.vault_id), asset=symbol).inc(fee)
+
+    def _attribute(self, record: IntentRecord, pending: Mapping[str, Any]) -> AttributionRecord:
+        w3 = self.endpoints.w3()
+        assert record.mined_tx_hash is not None
+        receipt = w3.eth.get_transaction_receipt(record.mined_tx_hash)  # type: ignore[arg-type]
+        snap = replace(self.read(int(pending["block"])), memory=Memory())
+        plan = plan_from_json_dict(pending["plan"])
+        net = self.build_order(snap, plan)
+        contract = w3.eth.contract(address=Web3.to_checksum_address(self.addresses.vault_manager), abi=self._vm_abi)
+        traded = contract.events.GlpTraded().process_receipt(receipt, errors=DISCARD)
+        rebalanced = contract.events.Rebalanced().process_receipt(receipt, errors=DISCARD)
+        tokens = [a.address.lower() for a in snap.assets]
+        legs = tuple(
+            ExecutedLeg(
+                asset=tokens.index(str(e["args"]["token"]).lower()),
+                glp=abs(int(e["args"]["glpDelta"])),
+                token_amount=int(e["args"]["tokenAmount"]),
+                fee_tokens=int(e["args"]["feeTokens"]),
+            )
+            for e in traded
+        )
+        execution = Execution(
+            legs=legs, gas_used=int(receipt["gasUsed"]), effective_gas_price=int(receipt["effectiveGasPrice"])
+        )
+        rebalance_id = int(rebalanced[0]["args"]["rebalanceId"]) if rebalanced else record.id
+        mined_at = int(w3.eth.get_block(int(receipt["blockNumber"]))["timestamp"])
+        for vp in plan.vaults:
+            self.metrics.last_rebalance.labels(vault=str(vp.vault_id)).set(mined_at)
+        return attribute(net, execution, rebalance_id)
+
+    # --- exports -------------------------------------------------------------------------------------------------
+    def _export_snapshot(self, snap: Snapshot) -> None:
+        m = self.metrics
+        m.signer_balance.set(snap.keeper_balance_wei)
+        hf = snap.lending.health_factor
+        m.health_factor.set(float(hf) / 1e18 if hf < 2**255 else float("inf"))  # display gauge only
+        for book in snap.books:
+            m.vault_equity.labels(vault=str(book.vault_id)).set(book.equity_usd / USD30)
+        if snap.keeper_balance_wei < self.cfg.safety.min_signer_balance_wei:
+            _log.warning(
+                "signer balance below minimum",
+                balance_wei=snap.keeper_balance_wei,
+                minimum_wei=self.cfg.safety.min_signer_balance_wei,
+            )
+
+    def _export_oracle(self, verdicts: Mapping[str, Verdict]) -> set[str]:
+        refused = set()
+        for symbol, verdict in verdicts.items():
+            self.metrics.oracle_tripped.labels(asset=symbol).set(0 if verdict.ok else 1)
+            if not verdict.ok:
+                refused.add(symbol)
+                for reason in verdict.reasons:
+                    self.metrics.oracle_trips.labels(asset=symbol, reason=reason).inc()
+                _log.warning("oracle guard tripped", asset=symbol, reasons=list(verdict.reasons))
+        return refused
+
+    def _export_decision(self, decision: Decision) -> None:
+        m = self.metrics
+        halted: set[str] = set()
+        for r in decision.triggers:
+            parts = r.scope.split(":")
+            value = _number(r.value)
+            if r.trigger == "delta_drift" and len(parts) == 3 and value is not None:
+                m.delta_drift.labels(vault=parts[1], asset=parts[2]).set(value / 10_000 if r.unit == "bps" else value)
+            elif r.trigger == "net_oi" and len(parts) == 2 and value is not None:
+                m.oi_drift.labels(asset=parts[1]).set(value / 10_000 if r.unit == "bps" else value)
+                age = (
+                    0
+                    if r.since is None or self._last_snapshot is None
+                    else self._last_snapshot.block_timestamp - r.since
+                )
+                m.oi_drift_age.labels(asset=parts[1]).set(max(age, 0))
+            elif r.trigger == "hedge_pnl" and len(parts) == 2 and value is not None:
+                m.hedge_pnl.labels(vault=parts[1]).set(value / 10_000 if r.unit == "bps" else value)
+        for h in decision.halts:
+            parts = h.scope.split(":")
+            halted.add(parts[1] if parts[0] == "vault" and len(parts) > 1 else "all")
+            _log.warning("halt: no trade", scope=h.scope, reason=h.reason(), detail=h.detail)
+        for vault_id in self.rules:
+            m.halted.labels(vault=str(vault_id)).set(1 if {str(vault_id), "all"} & halted else 0)
+
+    # --- leadership ----------------------------------------------------------------------------------------------
+    def _refresh_leadership(self) -> None:
+        before = self.leadership.held
+        try:
+            self.leadership = self.lease.acquire()
+        except Exception as exc:  # a database hiccup must never let two leaders sign: step down
+            self.leadership = Leadership(False, "?", 0, f"lease check failed: {exc.__class__.__name__}")
+        held = self.leadership.held
+        if held != before:
+            self.metrics.leadership_changes.inc()
+            _log.warning("leadership changed", leader=held, detail=self.leadership.detail)
+        if held and self.pipeline is not None:
+            self.pipeline.config = replace(self.pipeline.config, epoch=self._fence_epoch())
+        self.metrics.leader.set(1 if held else 0)
+        self.health.set_check("leader", held, self.leadership.detail)
+
+    def _fence_epoch(self) -> int | None:
+        if isinstance(self.lease, PostgresLease):
+            sender = self._keeper_address()
+            if self.store.epoch(sender) != self.leadership.epoch:
+                self.store.set_epoch(sender, self.leadership.epoch)
+            return self.leadership.epoch
+        return None
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.signer = self._signer()
+        self.health.set_check("signer", True, "dry run" if self.signer is None else "ready")
+        self._refresh_leadership()
+        if self.signer is not None:
+            self.pipeline = self._pipeline()
+            if self.leadership.held:
+                self.pipeline.config = replace(self.pipeline.config, epoch=self._fence_epoch())
+                plan = self.pipeline.reconcile()
+                _log.info("journal reconciled with the chain", plan=str(plan)[:300])
+
+    def run(self) -> int:
+        s = self.cfg.schedule
+        try:
+            server = serve(self.metrics.registry, self.health, self.cfg.metrics.host, self.cfg.metrics.port)
+        except OSError as exc:
+            raise ConfigError(
+                f"metrics.port: cannot listen on {self.cfg.metrics.host}:{self.cfg.metrics.port} ({exc.strerror})"
+            ) from None
+        _log.info(
+            "keeper starting",
+            metrics=f"http://{self.cfg.metrics.host}:{server.server_address[1]}",
+            dry_run=self.cfg.safety.dry_run,
+            holder=self.holder,
+        )
+        try:
+            self.start()
+            daemon = Daemon(
+                head=self.head,
+                on_block=self.on_block,
+                on_in_flight=self.on_in_flight,
+                health=self.health,
+                metrics=self.metrics,
+                timing=Timing(
+                    poll_seconds=s.poll_seconds, in_flight_seconds=s.in_flight_seconds, grace_seconds=s.grace_seconds
+                ),
+            )
+            clean = daemon.run_until_signal()
+            return 0 if clean else 1
+        finally:
+            try:
+                self.lease.release()
+            except Exception as exc:
+                _log.warning("lease release failed", error=str(exc))
+            server.shutdown()
+            server.server_close()
+            self.store.close()
+            _log.info("keeper stopped")
+
+
+def _memory_json(memory: Memory) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(memory)
+
+
+def _fired(decision: Decision) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for result in decision.triggers:
+        if result.fired and result.action != "none":
+            counts[result.trigger] = counts.get(result.trigger, 0) + 1
+    return sorted(counts.items())
+
+
+def _number(text: str) -> float | None:
+    """A trigger's display value as a gauge sample (metrics only; never used for money)."""
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def attribution_records(store: Store) -> list[AttributionRecord]:
+    return [record_from_json_dict(json.loads(v)) for _, v in store.records(ATTRIBUTION)]
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]

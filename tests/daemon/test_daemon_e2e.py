@@ -1,0 +1,160 @@
+"""End to end: `keeper run` as a subprocess against the devnet while the test moves the market.
+
+It must rebalance on its own for each trigger kind (delta drift, the 48h cycle with harvest, hedge
+PnL settlement, health factor, net OI after 2h), serve metrics and health, and stop cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keeper.config import render_toml
+from keeper.devnet.anvil import free_port, rpc
+from keeper.devnet.market import Market
+from keeper.devnet.session import devnet_config
+
+pytestmark = pytest.mark.anvil
+HOUR = 3600
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{" if labels else name) and (not labels or all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        )):
+            total += float(line.rsplit(" ", 1)[1])
+    assert want is not None
+    return total
+
+
+@pytest.fixture
+def daemon(anvil: Any, deployment: Any, chain: None, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    port = free_port()
+    config = devnet_config(anvil, deployment)
+    config["state_dir"] = str(tmp_path / "state")
+    config["metrics"] = {"host": "127.0.0.1", "port": port}
+    config["schedule"] = {"poll_seconds": 0.25, "in_flight_seconds": 0.25, "grace_seconds": 10}
+    config["chain"] = {**config["chain"], "confirmations": 1}  # type: ignore[dict-item]
+    path = tmp_path / "keeper.toml"
+    path.write_text(render_toml(config))
+    log = (tmp_path / "keeper.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "keeper.cli", "run", "--config", str(path)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield {"proc": proc, "url": f"http://127.0.0.1:{port}", "log": tmp_path / "keeper.log"}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_daemon_rebalances_on_every_trigger_and_stops_cleanly(
+    daemon: dict[str, Any], anvil: Any, w3: Any, deployment: Any, c: Any
+) -> None:
+    market = Market(w3, deployment)
+    vm = c("VaultManager")
+    url = daemon["url"]
+    prices = {"USDC": Decimal(1), "WETH": Decimal(3000), "WBTC": Decimal(60000)}
+
+    def wait(cond: Callable[[], bool], what: str, timeout: float = 45) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if daemon["proc"].poll() is not None:
+                pytest.fail(f"daemon exited early:\n{daemon['log'].read_text()[-3000:]}")
+            if cond():
+                return
+            rpc(anvil.url, "evm_mine")  # blocks keep coming, as on a live chain
+            time.sleep(0.3)
+        pytest.fail(f"timed out waiting for {what}:\n{daemon['log'].read_text()[-4000:]}")
+
+    def rebalances() -> int:
+        count: int = vm.functions.rebalanceCount().call()
+        return count
+
+    def step(seconds: int = 0, **moves: Decimal) -> None:
+        """Advance chain time and refresh every feed (a live feed updates within its heartbeat)."""
+        if seconds:
+            market.advance(seconds)
+        prices.update(moves)
+        market.set_prices(prices)
+
+    def settled_after(before: int, what: str) -> int:
+        wait(lambda: rebalances() > before, what)
+        wait(lambda: metric(get(url + "/metrics")[1], "keeper_pending_transactions") == 0, f"{what} settled")
+        return rebalances()
+
+    wait(lambda: get(url + "/healthz")[0] == 200, "liveness")
+    wait(lambda: get(url + "/readyz")[0] == 200, "readiness")
+    assert json.loads(get(url + "/readyz")[1])["checks"]["leader"]["ok"] is True
+
+    # 1. delta drift: ETH +12% moves every vault's exposure beyond 5%
+    n = rebalances()
+    step(60, WETH=Decimal(3360))
+    n = settled_after(n, "a delta-drift rebalance")
+
+    # 2. the 48h recurring cycle (chain time, from lastCycleAt): harvest → hedge → profit
+    last_cycle = vm.functions.lastCycleAt().call()
+    harvested_before = vm.functions.lastHarvestAt().call()
+    step(48 * HOUR + 60)
+    n = settled_after(n, "the recurring cycle")
+    assert vm.functions.lastCycleAt().call() > last_cycle
+    assert vm.functions.lastHarvestAt().call() > harvested_before
+
+    # 3. hedge PnL: prices fall 20% → the shorts (~30% of equity) gain > 5% of equity → profit settlement
+    profit_before = vm.functions.lastProfitAt().call()
+    step(60, WETH=Decimal(2690), WBTC=Decimal(48000))
+    n = settled_after(n, "a profit rebalance")
+    assert vm.functions.lastProfitAt().call() > profit_before
+
+    # 4. health factor: ETH and BTC +45% at once → HF below 1.2 → urgent hedge + margin
+    step(60, WETH=Decimal(3900), WBTC=Decimal(69600))
+    n = settled_after(n, "a health-factor rebalance")
+    hf = c("Pool").functions.getUserAccountData(deployment.vault_manager).call()[5]
+    assert hf >= 149 * 10**16, hf  # back at the 1.5 target (within rounding)
+
+    # 5. net OI: traders open longs (reserved ETH +40%); the drift must persist 2h before it fires
+    reserved = Decimal(3000 * 14) / 10
+    market.set_open_interest("WETH", reserved, Decimal(10_000_000), Decimal(3100))
+    step(60)
+    wait(lambda: metric(get(url + "/metrics")[1], "keeper_oi_drift_persisted_seconds", asset="WETH") >= 0, "OI seen")
+    assert rebalances() == n  # not yet: the drift has not lasted 2h
+    step(2 * HOUR + 120)
+    n = settled_after(n, "a net-OI rebalance")
+
+    text = get(url + "/metrics")[1]
+    for trigger in ("delta_drift", "cycle", "hedge_pnl", "health_factor", "net_oi"):
+        assert metric(text, "keeper_triggers_fired_total", trigger=trigger) >= 1, trigger
+    assert metric(text, "keeper_rebalances_total", result="success") >= 5
+    assert metric(text, "keeper_gas_spent_wei_total") > 0
+    assert metric(text, "keeper_leader") == 1 and metric(text, "keeper_ready") >= 0
+
+    daemon["proc"].send_signal(signal.SIGTERM)
+    assert daemon["proc"].wait(timeout=20) == 0
+    log = daemon["log"].read_text()
+    assert "Traceback" not in log
+    assert "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"[2:] not in log  # the signer key
