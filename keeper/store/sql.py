@@ -409,13 +409,13 @@ class SqlStore:
 
     def add_record(self, kind: str, key: str, value: str) -> bool:
         with self._tx() as cur:
-            cur = self._run(
+            inserted = self._run(
                 cur,
                 "INSERT INTO keeper_records (kind, record_key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (kind, record_key) DO NOTHING",
                 (kind, key, value),
             )
-            return bool(cur.rowcount)
+            return bool(inserted.rowcount)
 
     def records(self, kind: str) -> list[tuple[str, str]]:
         with self._tx() as cur:
