@@ -78,6 +78,90 @@ def cmd_run(args: argparse.Namespace) -> int:
     return KeeperApp(cfg).run()
 
 
+def _read_json(path: str, what: str) -> object:
+    from keeper.errors import InputError
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise InputError(what, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(what, f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print the decision (triggers, halts, plan) for a snapshot."""
+    from keeper.decide import Rules, decide, plan_to_json_dict, render_table
+    from keeper.snapshot import snapshot_from_json_dict
+
+    snap = snapshot_from_json_dict(_read_json(args.snapshot, "snapshot"))
+    rules = {b.vault_id: Rules() for b in snap.books}
+    if args.config:
+        from keeper.config import load_config
+        from keeper.daemon.app import rules_by_vault
+
+        rules = rules_by_vault(load_config(args.config), [b.vault_id for b in snap.books])
+    decision = decide(snap, rules, snap.memory)
+    if args.format == "json":
+        out = {
+            "block": snap.block_number,
+            "plan": plan_to_json_dict(decision.plan) if decision.plan else None,
+            "fired": [r.reason() for r in decision.triggers if r.fired],
+            "halts": [h.reason() for h in decision.halts],
+        }
+        print(json.dumps(out, indent=1))
+        return 0
+    fired = [r.reason() for r in decision.triggers if r.fired]
+    print(f"block {snap.block_number}: {len(fired)} trigger(s) fired, {len(decision.halts)} halt(s)")
+    for line in fired:
+        print(f"  fired: {line}")
+    for halt in decision.halts:
+        print(f"  HALT: {halt.reason()} {halt.detail}")
+    print(render_table(decision.plan) if decision.plan else "no plan: nothing to do")
+    return 0
+
+
+def cmd_fees(args: argparse.Namespace) -> int:
+    """Print fees and gas attributed to each vault, per rebalance."""
+    from keeper.account import render_table
+    from keeper.config import load_config
+    from keeper.daemon.app import attribution_records
+    from keeper.store import open_store
+
+    cfg = load_config(args.config)
+    url = cfg.store.database_url
+    path = cfg.state_dir / "journal.sqlite3"
+    if url is None and not path.exists():
+        raise ConfigError(f"state_dir: no journal at {path} (has the keeper run with this config?)")
+    store = open_store(url.get_secret_value() if url else path)
+    try:
+        records = attribution_records(store)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps([r.to_json_dict() for r in records], indent=1))
+    else:
+        print(render_table(records) if records else "no rebalance has been accounted yet")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the config, then the chain, contracts, role, balance."""
+    from keeper.config import load_config
+    from keeper.daemon.check import check_world
+
+    cfg = load_config(args.config)
+    print(f"config {args.config}: valid")
+    problems = check_world(cfg, print)
+    if problems:
+        print(f"{problems} problem(s) found", file=sys.stderr)
+        return 2
+    print("all checks passed")
+    return 0
+
+
 def _wait_for_signal() -> None:
     stop = threading.Event()
 
@@ -126,10 +210,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Keeps every subcommand's description on its own line (argparse under-measures indented subcommands)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=100)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            self._action_max_length += 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keeper",
         description="Keeps delta-neutral multi-vault GLP strategies neutral by executing on-chain rebalances.",
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -159,6 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="config file (TOML)")
     p.add_argument("--block", type=int, default=None, help="block number (default: latest)")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+
+    p = add("plan", cmd_plan)
+    p.add_argument("--snapshot", required=True, help="snapshot JSON file (from `keeper snapshot`), or - for stdin")
+    p.add_argument("--config", default=None, help="config file for per-vault rules (default: the issue's defaults)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = add("fees", cmd_fees)
+    p.add_argument("--config", required=True, help="config file (TOML)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = add("check-config", cmd_check_config)
+    p.add_argument("--config", required=True, help="config file (TOML)")
 
     p = add("demo", cmd_demo)
     p.add_argument("--state-dir", default=".keeper/demo", help="where the demo writes its config and reports")

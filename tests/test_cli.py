@@ -16,7 +16,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_subcommands_with_one_line_each() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for name in ("devnet", "status", "snapshot", "demo"):
+    for name in ("devnet", "status", "run", "snapshot", "plan", "fees", "check-config", "demo"):
         lines = [line for line in result.stdout.splitlines() if line.strip().startswith(name + " ")]
         assert len(lines) == 1, result.stdout
         assert len(lines[0].split(None, 1)[1]) > 10  # a real one-line description
@@ -44,3 +44,15 @@ def test_bad_arguments_exit_2() -> None:
     result = run("status", "--format", "yaml", "--config", "x")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_plan_rejects_malformed_snapshot_naming_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "snap.json"
+    bad.write_text('{"chain_id": 1}')
+    result = run("plan", "--snapshot", str(bad))
+    assert result.returncode == 2
+    assert "error: block_number: missing" in result.stderr
+    assert "Traceback" not in result.stderr
+    bad.write_text("{not json")
+    result = run("plan", "--snapshot", str(bad))
+    assert result.returncode == 2 and "not valid JSON (line 1" in result.stderr

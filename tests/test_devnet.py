@@ -122,3 +122,52 @@ def test_devnet_command_deploys_and_stops_anvil_on_sigterm(tmp_path: Path) -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_snapshot_then_plan_end_to_end(anvil: Any, deployment: Any, c: Any, chain: None, tmp_path: Path) -> None:
+    """Read a snapshot from the devnet, plan it, and check the plan against the books it was made from."""
+    from decimal import Decimal
+
+    from keeper.devnet.market import Market
+
+    from web3 import Web3
+
+    Market(Web3(Web3.HTTPProvider(anvil.url)), deployment).set_prices({"WETH": Decimal(3400)})
+    config = tmp_path / "devnet.toml"
+    config.write_text(render_toml(devnet_config(anvil, deployment)))
+    snap_file = tmp_path / "snap.json"
+    out = subprocess.run([sys.executable, "-m", "keeper.cli", "snapshot", "--config", str(config), "-o", str(snap_file)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    planned = subprocess.run([sys.executable, "-m", "keeper.cli", "plan", "--snapshot", str(snap_file), "--format",
+                              "json"], capture_output=True, text=True, timeout=60)
+    assert planned.returncode == 0, planned.stderr
+    result = json.loads(planned.stdout)
+    assert any(line.startswith("delta_drift") for line in result["fired"])  # ETH +13%: every vault drifted
+    snap = snapshot_from_json_dict(json.loads(snap_file.read_text()))
+    plan = result["plan"]
+    assert plan["block_number"] == snap.block_number
+    for vault in plan["vaults"]:
+        book = snap.books[vault["vault_id"]]
+        # each change is exactly target − current book
+        assert vault["glp"] == vault["glp_target"] - book.glp
+        assert all(t - c == d for t, c, d in zip(vault["collateral_target"], book.collateral, vault["collateral"],
+                                                  strict=True))
+
+
+def test_check_config_against_the_devnet(anvil: Any, deployment: Any, tmp_path: Path) -> None:
+    config = tmp_path / "devnet.toml"
+    data = devnet_config(anvil, deployment)
+    config.write_text(render_toml(data))
+    ok = subprocess.run([sys.executable, "-m", "keeper.cli", "check-config", "--config", str(config)],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "ok   keeper role" in ok.stdout and "all checks passed" in ok.stdout
+    data["chain"] = {**data["chain"], "chain_id": 42161}  # type: ignore[dict-item]
+    data["contracts"] = {**data["contracts"], "pool": "0x" + "12" * 20}  # type: ignore[dict-item]
+    config.write_text(render_toml(data))
+    bad = subprocess.run([sys.executable, "-m", "keeper.cli", "check-config", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert "FAIL chain.rpc_urls[0]: chain id 31337 (config 42161)" in bad.stdout
+    assert "FAIL contracts.pool: no code" in bad.stdout
