@@ -128,9 +128,9 @@ def test_snapshot_then_plan_end_to_end(anvil: Any, deployment: Any, c: Any, chai
     """Read a snapshot from the devnet, plan it, and check the plan against the books it was made from."""
     from decimal import Decimal
 
-    from keeper.devnet.market import Market
-
     from web3 import Web3
+
+    from keeper.devnet.market import Market
 
     Market(Web3(Web3.HTTPProvider(anvil.url)), deployment).set_prices({"WETH": Decimal(3400)})
     config = tmp_path / "devnet.toml"
