@@ -136,8 +136,8 @@ def test_snapshot_then_plan_end_to_end(anvil: Any, deployment: Any, c: Any, chai
     config = tmp_path / "devnet.toml"
     config.write_text(render_toml(devnet_config(anvil, deployment)))
     snap_file = tmp_path / "snap.json"
-    out = subprocess.run([sys.executable, "-m", "keeper.cli", "snapshot", "--config", str(config), "-o", str(snap_file)],
-                         capture_output=True, text=True, timeout=60)
+    command = [sys.executable, "-m", "keeper.cli", "snapshot", "--config", str(config), "-o", str(snap_file)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     planned = subprocess.run([sys.executable, "-m", "keeper.cli", "plan", "--snapshot", str(snap_file), "--format",
                               "json"], capture_output=True, text=True, timeout=60)
