@@ -193,21 +193,12 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Devnet up, deploy, print every vault's state, stop everything."""
-    from keeper.chain.reader import SnapshotReader
-    from keeper.devnet.session import start_devnet
-    from keeper.report.status import render_table
+    """Devnet + the real daemon + a market simulator; live table, summary, report."""
+    from keeper.devnet.demo import DemoOptions, run_demo
 
-    out = Path(args.state_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with start_devnet(port=None, block_time=None, config_out=out / "devnet.toml") as dev:
-        print(dev.describe())
-        _, reader = _connect(str(out / "devnet.toml"))
-        assert isinstance(reader, SnapshotReader)
-        print()
-        print(render_table(reader.read(), dev.vault_names()))
-    print(f"\ndevnet stopped; config left at {out / 'devnet.toml'}")
-    return 0
+    options = DemoOptions(days=args.days, step_seconds=args.step_hours * 3600, seed=args.seed,
+                          out=Path(args.state_dir), live=not args.no_live)
+    return run_demo(options)
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -270,7 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="config file (TOML)")
 
     p = add("demo", cmd_demo)
-    p.add_argument("--state-dir", default=".keeper/demo", help="where the demo writes its config and reports")
+    p.add_argument("--state-dir", default=".keeper/demo", help="where the demo writes its config, log and report")
+    p.add_argument("--days", type=int, default=8, help="simulated days (default 8)")
+    p.add_argument("--step-hours", type=int, default=2, help="simulated hours per step (default 2)")
+    p.add_argument("--seed", type=int, default=11, help="market path seed")
+    p.add_argument("--no-live", action="store_true", help="print periodic tables instead of a live screen")
     return parser
 
 

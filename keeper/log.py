@@ -70,7 +70,7 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("urllib3", "web3.providers", "web3.RequestManager", "apscheduler"):
+    for noisy in ("urllib3", "web3.providers", "web3.RequestManager", "apscheduler", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

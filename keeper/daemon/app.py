@@ -447,8 +447,8 @@ class KeeperApp:
             "block": snap.block_number,
         }
         self.store.put_state(f"{PENDING}:{record.id}", json.dumps(pending, sort_keys=True))
-        for name, fired in _fired(decision):
-            self.metrics.triggers.labels(trigger=name).inc(fired)
+        for name, _count in _fired(decision):  # one count per rebalance and trigger kind
+            self.metrics.triggers.labels(trigger=name).inc()
         _log.info(
             "rebalance submitted",
             fired=[r.reason() for r in decision.triggers if r.fired][:8],
@@ -578,10 +578,11 @@ class KeeperApp:
         for r in decision.triggers:
             parts = r.scope.split(":")
             value = _number(r.value)
+            in_bps = r.unit.startswith("bps")
             if r.trigger == "delta_drift" and len(parts) == 3 and value is not None:
-                m.delta_drift.labels(vault=parts[1], asset=parts[2]).set(value / 10_000 if r.unit == "bps" else value)
+                m.delta_drift.labels(vault=parts[1], asset=parts[2]).set(value / 10_000 if in_bps else value)
             elif r.trigger == "net_oi" and len(parts) == 2 and value is not None:
-                m.oi_drift.labels(asset=parts[1]).set(value / 10_000 if r.unit == "bps" else value)
+                m.oi_drift.labels(asset=parts[1]).set(value / 10_000 if in_bps else value)
                 age = (
                     0
                     if r.since is None or self._last_snapshot is None
@@ -589,7 +590,7 @@ class KeeperApp:
                 )
                 m.oi_drift_age.labels(asset=parts[1]).set(max(age, 0))
             elif r.trigger == "hedge_pnl" and len(parts) == 2 and value is not None:
-                m.hedge_pnl.labels(vault=parts[1]).set(value / 10_000 if r.unit == "bps" else value)
+                m.hedge_pnl.labels(vault=parts[1]).set(value / 10_000 if in_bps else value)
         for h in decision.halts:
             parts = h.scope.split(":")
             halted.add(parts[1] if parts[0] == "vault" and len(parts) > 1 else "all")
