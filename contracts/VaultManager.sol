@@ -9,8 +9,9 @@ import {IPool} from "./interfaces/IPool.sol";
 /// @title VaultManager — one GLP position and one lending-pool account shared by several vaults.
 /// Each vault keeps a book (GLP, idle cash, collateral, debt per asset) and its own shares. The keeper
 /// moves the books with `rebalance(Order)`: the order declares per-vault deltas that must exactly add up
-/// to the trades it executes (conservation), each GLP trade carries an oracle-checked minimum, and what
-/// the market gives above a minimum (the surplus) is credited to the vaults on the trading side.
+/// to the trades it executes (conservation, GLP per asset leg), each GLP trade carries an oracle-checked
+/// minimum, and what the market gives above a leg's minimum (the surplus) is credited only to the vaults
+/// on the trading side of that leg.
 ///
 /// Rounding: shares minted on deposit and tokens paid on withdrawal round down (for the receiver);
 /// pro-rata splits round down and the integer remainder goes to the vault with the largest weight
@@ -36,6 +37,7 @@ contract VaultManager {
     error InvalidLimits();
     error InvalidPrice(uint8 asset);
     error ZeroEquity(uint256 vault);
+    error NoSurplusRecipient(uint8 asset);
 
     // ---- events ----
     event VaultAdded(uint256 indexed vault, uint8 denomination);
@@ -81,7 +83,7 @@ contract VaultManager {
 
     struct VaultDelta {
         uint256 vault;
-        int256 glp; // nominal GLP change
+        int256[] glp; // per asset: nominal GLP change through that asset's leg (book change = Σ)
         int256[] cash; // per asset, nominal
         int256[] collateral; // per asset, exact
         int256[] debt; // per asset, exact (borrow/repay plus attributed interest)
@@ -371,15 +373,15 @@ contract VaultManager {
 
     function rebalance(Order calldata order) external onlyKeeper whenNotPaused {
         if (block.timestamp > order.deadline) revert Expired(order.deadline, block.timestamp);
-        int256[] memory legCash = _checkShape(order);
-        _checkConservation(order, legCash);
+        (int256[] memory legCash, int256[] memory legGlp) = _checkShape(order);
+        _checkConservation(order, legCash, legGlp);
         _checkBounds(order);
         if (order.flags & FLAG_HARVEST != 0) _harvest();
 
         uint256 id = ++rebalanceCount;
         uint256[] memory redeemSurplus = _redeem(order, id);
         _moveLending(order, id);
-        uint256 mintSurplus = _mint(order, id);
+        uint256[] memory mintSurplus = _mint(order, id);
         _applyBooks(order, id, redeemSurplus, mintSurplus);
         if (order.processVaults.length > 0) _processBuffers(order.processVaults);
 
@@ -393,14 +395,20 @@ contract VaultManager {
     // rebalance internals
     // =====================================================================================
 
-    /// Array lengths, known vaults (no duplicates), one leg per known asset. Returns the cash each
-    /// leg moves per asset: −tokenAmount for a mint, +minimum out for a redeem.
-    function _checkShape(Order calldata order) internal view returns (int256[] memory legCash) {
+    /// Array lengths, known vaults (no duplicates), one leg per known asset. Returns per asset the cash
+    /// each leg moves (−tokenAmount for a mint, +minimum out for a redeem) and its GLP (leg.glp; 0 without
+    /// a leg).
+    function _checkShape(Order calldata order)
+        internal
+        view
+        returns (int256[] memory legCash, int256[] memory legGlp)
+    {
         uint256 n = assets.length;
         if (order.supply.length != n || order.borrow.length != n || order.interest.length != n) {
             revert LengthMismatch();
         }
         legCash = new int256[](n);
+        legGlp = new int256[](n);
         bool[] memory seen = new bool[](n);
         for (uint256 k = 0; k < order.glp.length; ++k) {
             GlpLeg calldata leg = order.glp[k];
@@ -408,6 +416,7 @@ contract VaultManager {
             if (seen[leg.asset]) revert DuplicateLeg(leg.asset);
             seen[leg.asset] = true;
             legCash[leg.asset] = leg.glp >= 0 ? -int256(leg.tokenAmount) : int256(leg.tokenAmount);
+            legGlp[leg.asset] = leg.glp;
         }
         bool[] memory vaultSeen = new bool[](books.length);
         for (uint256 k = 0; k < order.deltas.length; ++k) {
@@ -415,24 +424,28 @@ contract VaultManager {
             _checkVault(d.vault);
             if (vaultSeen[d.vault]) revert DuplicateVault(d.vault);
             vaultSeen[d.vault] = true;
-            if (d.cash.length != n || d.collateral.length != n || d.debt.length != n) revert LengthMismatch();
+            if (d.glp.length != n || d.cash.length != n || d.collateral.length != n || d.debt.length != n) {
+                revert LengthMismatch();
+            }
         }
         for (uint256 k = 0; k < order.processVaults.length; ++k) {
             _checkVault(order.processVaults[k]);
         }
     }
 
-    /// Exact conservation between the books' deltas and the trades, before anything executes.
-    function _checkConservation(Order calldata order, int256[] memory legCash) internal view {
-        int256 declaredGlp = 0;
-        for (uint256 k = 0; k < order.deltas.length; ++k) {
-            declaredGlp += order.deltas[k].glp;
+    /// Exact conservation between the books' deltas and the trades, before anything executes: GLP per
+    /// asset leg first, then per asset collateral, interest, debt and cash.
+    function _checkConservation(Order calldata order, int256[] memory legCash, int256[] memory legGlp)
+        internal
+        view
+    {
+        for (uint256 i = 0; i < assets.length; ++i) {
+            int256 declaredGlp = 0;
+            for (uint256 k = 0; k < order.deltas.length; ++k) {
+                declaredGlp += order.deltas[k].glp[i];
+            }
+            if (declaredGlp != legGlp[i]) revert ConservationViolated(GLP_INSTRUMENT, uint8(i), declaredGlp, legGlp[i]);
         }
-        int256 legGlp = 0;
-        for (uint256 k = 0; k < order.glp.length; ++k) {
-            legGlp += order.glp[k].glp;
-        }
-        if (declaredGlp != legGlp) revert ConservationViolated(GLP_INSTRUMENT, 0, declaredGlp, legGlp);
 
         for (uint256 i = 0; i < assets.length; ++i) {
             uint8 a = uint8(i);
@@ -500,8 +513,16 @@ contract VaultManager {
         for (uint256 i = 0; i < n; ++i) {
             if (order.borrow[i] < 0) pool.repay(assets[i], uint256(-order.borrow[i]), 2, address(this));
         }
+        // Supply what the manager holds now; the rest of a supply leg is funded by this order's borrows
+        // (one vault's margin bought with tokens another vault borrows) and is supplied after them.
+        uint256[] memory deferred = new uint256[](n);
         for (uint256 i = 0; i < n; ++i) {
-            if (order.supply[i] > 0) pool.supply(assets[i], uint256(order.supply[i]), address(this), 0);
+            if (order.supply[i] <= 0) continue;
+            uint256 want = uint256(order.supply[i]);
+            uint256 held = IERC20(assets[i]).balanceOf(address(this));
+            uint256 first = want < held ? want : held;
+            if (first > 0) pool.supply(assets[i], first, address(this), 0);
+            deferred[i] = want - first;
         }
         for (uint256 i = 0; i < n; ++i) {
             if (order.supply[i] < 0) pool.withdraw(assets[i], uint256(-order.supply[i]), address(this));
@@ -510,14 +531,18 @@ contract VaultManager {
             if (order.borrow[i] > 0) pool.borrow(assets[i], uint256(order.borrow[i]), 2, 0, address(this));
         }
         for (uint256 i = 0; i < n; ++i) {
+            if (deferred[i] > 0) pool.supply(assets[i], deferred[i], address(this), 0);
+        }
+        for (uint256 i = 0; i < n; ++i) {
             if (order.supply[i] != 0 || order.borrow[i] != 0 || order.interest[i] != 0) {
                 emit LendingMoved(id, assets[i], order.supply[i], order.borrow[i], order.interest[i]);
             }
         }
     }
 
-    /// Mints last. Each fill must reach its minimum; returns the total surplus GLP.
-    function _mint(Order calldata order, uint256 id) internal returns (uint256 surplus) {
+    /// Mints last. Each fill must reach its minimum; returns the surplus GLP per asset.
+    function _mint(Order calldata order, uint256 id) internal returns (uint256[] memory surplus) {
+        surplus = new uint256[](assets.length);
         for (uint256 k = 0; k < order.glp.length; ++k) {
             GlpLeg calldata leg = order.glp[k];
             if (leg.glp < 0 || leg.tokenAmount == 0) continue;
@@ -528,37 +553,53 @@ contract VaultManager {
             uint256 got = glp.balanceOf(address(this)) - glpBefore;
             uint256 minimum = uint256(leg.glp);
             if (got < minimum) revert FillOutsideBound(token, got, minimum);
-            surplus += got - minimum;
+            surplus[leg.asset] = got - minimum;
             uint256 fee = gmxVault.feeReserves(token) - feeBefore;
             emit GlpTraded(id, token, int256(got), leg.tokenAmount, fee, got - minimum);
         }
     }
 
-    /// Applies every delta plus its surplus share; a book that would go negative reverts.
-    function _applyBooks(Order calldata order, uint256 id, uint256[] memory redeemSurplus, uint256 mintSurplus)
-        internal
-    {
+    /// Applies every delta plus its surplus share; a book that would go negative reverts. Each leg's
+    /// surplus goes only to the vaults on its trading side: a mint leg in asset i to the vaults with
+    /// deltas.glp[i] > 0 pro rata to it (GLP), a redeem leg to the cash[i] of the vaults with
+    /// deltas.glp[i] < 0 pro rata to |deltas.glp[i]|. A surplus nobody traded for reverts.
+    function _applyBooks(
+        Order calldata order,
+        uint256 id,
+        uint256[] memory redeemSurplus,
+        uint256[] memory mintSurplus
+    ) internal {
         uint256 m = order.deltas.length;
-        if (m == 0) {
-            if (mintSurplus > 0) revert LengthMismatch();
-            for (uint256 i = 0; i < redeemSurplus.length; ++i) {
-                if (redeemSurplus[i] > 0) revert LengthMismatch();
-            }
-            return;
-        }
+        uint256 n = assets.length;
         uint256[] memory vaultIds = new uint256[](m);
-        uint256[] memory mintWeights = new uint256[](m);
-        uint256[] memory redeemWeights = new uint256[](m);
         for (uint256 k = 0; k < m; ++k) {
-            int256 g = order.deltas[k].glp;
             vaultIds[k] = order.deltas[k].vault;
-            if (g > 0) mintWeights[k] = uint256(g);
-            else if (g < 0) redeemWeights[k] = uint256(-g);
         }
-        uint256[] memory glpCredit = _split(mintSurplus, mintWeights, vaultIds);
-        uint256[][] memory cashCredit = new uint256[][](redeemSurplus.length);
-        for (uint256 i = 0; i < redeemSurplus.length; ++i) {
-            cashCredit[i] = _split(redeemSurplus[i], redeemWeights, vaultIds);
+        uint256[] memory glpCredit = new uint256[](m);
+        uint256[][] memory cashCredit = new uint256[][](n);
+        for (uint256 i = 0; i < n; ++i) {
+            cashCredit[i] = new uint256[](m);
+            bool isMint = mintSurplus[i] > 0; // at most one leg per asset: never both
+            uint256 amount = isMint ? mintSurplus[i] : redeemSurplus[i];
+            if (amount == 0) continue;
+            uint256[] memory weights = new uint256[](m);
+            bool any = false;
+            for (uint256 k = 0; k < m; ++k) {
+                int256 g = order.deltas[k].glp[i];
+                if (isMint ? g > 0 : g < 0) {
+                    weights[k] = _abs(g);
+                    any = true;
+                }
+            }
+            if (!any) revert NoSurplusRecipient(uint8(i));
+            uint256[] memory shares = _split(amount, weights, vaultIds);
+            if (isMint) {
+                for (uint256 k = 0; k < m; ++k) {
+                    glpCredit[k] += shares[k];
+                }
+            } else {
+                cashCredit[i] = shares;
+            }
         }
         for (uint256 k = 0; k < m; ++k) {
             _applyDelta(order.deltas[k], id, glpCredit[k], cashCredit, k);
@@ -573,8 +614,12 @@ contract VaultManager {
         uint256 k
     ) internal {
         Book storage b = books[d.vault];
-        b.glp = _add(b.glp + glpCredit, d.glp, d.vault, GLP_INSTRUMENT, 0);
         uint256 n = assets.length;
+        int256 glpDelta = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            glpDelta += d.glp[i];
+        }
+        b.glp = _add(b.glp + glpCredit, glpDelta, d.vault, GLP_INSTRUMENT, 0);
         for (uint256 i = 0; i < n; ++i) {
             uint8 a = uint8(i);
             b.cash[i] = _add(b.cash[i] + cashCredit[i][k], d.cash[i], d.vault, CASH, a);
@@ -596,7 +641,8 @@ contract VaultManager {
     }
 
     /// Splits `amount` pro rata to `weights` (rounded down); the remainder goes to the largest weight
-    /// (lowest vault id on a tie). With all weights zero, every entry weighs the same.
+    /// (lowest vault id on a tie). With all weights zero, every entry weighs the same (harvest only:
+    /// `_applyBooks` never passes all-zero weights).
     function _split(uint256 amount, uint256[] memory weights, uint256[] memory vaultIds)
         internal
         pure

@@ -505,7 +505,7 @@ class KeeperApp:
             try:
                 attribution = self._attribute(record, pending)
             except Exception as exc:  # accounting must never stop the keeper; the record says what is missing
-                _log.exception("attribution failed", intent_id=record.id, error=str(exc))
+                _log.error("attribution failed", intent_id=record.id, error=f"{exc.__class__.__name__}: {exc}")
                 continue
             self.store.add_record(
                 ATTRIBUTION, f"{attribution.rebalance_id:010d}", json.dumps(attribution.to_json_dict(), sort_keys=True)

@@ -328,7 +328,8 @@ def seed_order(w3: Web3, manager: Contract, pool: Contract, glp_manager: Contrac
       ⇒ G = (E − B) / (1 + (1 − w_d)·(H / LT_d − 1)).
     The vault mints G·w_a worth of every asset: the borrowed tokens, plus G·w_d from its own buffer.
     Each (vault, asset) mint gets a nominal GLP minimum 50 bps under the oracle GLP price
-    (getAum(false) / supply); the contract credits the market's surplus above it pro rata.
+    (getAum(false) / supply): the vault's `deltas.glp[asset]`, summed per asset into that asset's leg
+    minimum; the contract credits each leg's surplus to the vaults minting through it, pro rata.
     """
     n = manager.functions.assetCount().call()
     assets = [manager.functions.assets(i).call() for i in range(n)]
@@ -378,7 +379,7 @@ def seed_order(w3: Web3, manager: Contract, pool: Contract, glp_manager: Contrac
             borrow_total[i] += debt[i]
             leg_tokens[i] += minted[i]
             leg_glp[i] += glp_nominal[i]
-        deltas.append((vault_id, sum(glp_nominal), cash, collateral, debt))
+        deltas.append((vault_id, glp_nominal, cash, collateral, debt))  # GLP per asset leg
 
     legs = [(i, leg_glp[i], leg_tokens[i]) for i in range(n) if leg_tokens[i] > 0]
     deadline = w3.eth.get_block("latest")["timestamp"] + 3_600

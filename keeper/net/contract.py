@@ -5,13 +5,19 @@ states them), `check_bounds` (`BoundTooLoose`), `check_fills` (`FillOutsideBound
 (post-trade books incl. the surplus crediting rule), so the daemon and the tests can predict what the
 contract will accept and what the books will read. Must not import web3, read the clock or do I/O.
 
-Modelling assumptions (VaultManager.sol is not in this tree; docs/contracts.md is the spec):
+Mirrors contracts/VaultManager.sol (spec: docs/contracts.md, `rebalance(Order)`):
+* conservation in the contract's order: shape (lengths incl. `deltas.glp`, duplicate vaults and legs), GLP
+  per asset (Σ_v deltas.glp[i] = leg i's glp, 0 without a leg), then per asset collateral, interest ≤
+  unassignedDebt, debt, cash;
 * bounds compare exact rationals: min_value × 10_000 >= given_value × (10_000 − maxSlippageBps), tokens at
   their Chainlink answer, GLP at getAum(false)/supply;
-* surplus is credited per leg (each leg's surplus split on its own, with its own remainder), with the
-  nominal `deltas.glp` as weights (before any surplus); a positive surplus with no eligible vault is
-  modelled as a revert (`SurplusUnassignable`), which the contract may handle differently;
-* `InsufficientBook` is checked on the final book of each vault.
+* surplus is credited per leg with that leg's own weights: a mint leg in asset i to the vaults with
+  deltas.glp[i] > 0 pro rata to it, a redeem leg to cash[i] of the vaults with deltas.glp[i] < 0 pro rata
+  to |deltas.glp[i]|; floor, the whole remainder to the largest weight (lowest id on a tie); a positive
+  surplus with no such vault reverts `NoSurplusRecipient(asset)`;
+* `InsufficientBook` is checked on the final book of each vault (GLP on the total Σ_i deltas.glp[i]).
+Stricter than the contract (never built by the engine): a leg with glp == 0 or tokenAmount == 0 is
+rejected as `InvalidAmount`.
 """
 
 from __future__ import annotations
@@ -37,37 +43,40 @@ def check_conservation(order: Order, unassigned_debt: Sequence[int]) -> None:
     for arr in (order.supply, order.borrow, order.interest):
         if len(arr) != n:
             raise ContractRevert("LengthMismatch")
-    for d in order.deltas:
-        if len(d.cash) != n or len(d.collateral) != n or len(d.debt) != n:
-            raise ContractRevert("LengthMismatch")
-    seen_vaults: set[int] = set()
-    for d in order.deltas:
-        if d.vault in seen_vaults:
-            raise ContractRevert("DuplicateVault", d.vault)
-        seen_vaults.add(d.vault)
     seen: set[int] = set()
     mint_in = [0] * n
     redeem_out = [0] * n
+    leg_glp = [0] * n
     for leg in order.glp:
         if not 0 <= leg.asset < n:
-            raise ContractRevert("LengthMismatch")
+            raise ContractRevert("UnknownAsset", leg.asset)
         if leg.asset in seen:
             raise ContractRevert("DuplicateLeg", leg.asset)
         seen.add(leg.asset)
         if leg.glp == 0 or leg.token_amount <= 0:
             raise ContractRevert("InvalidAmount")
+        leg_glp[leg.asset] = leg.glp
         if leg.glp > 0:
             mint_in[leg.asset] = leg.token_amount
         else:
             redeem_out[leg.asset] = leg.token_amount
+    seen_vaults: set[int] = set()
+    for d in order.deltas:
+        if d.vault in seen_vaults:
+            raise ContractRevert("DuplicateVault", d.vault)
+        seen_vaults.add(d.vault)
+        if len(d.glp) != n or len(d.cash) != n or len(d.collateral) != n or len(d.debt) != n:
+            raise ContractRevert("LengthMismatch")
     for i in range(n):
-        if order.interest[i] < 0:
-            raise ContractRevert("InterestOverclaimed", i, order.interest[i], unassigned_debt[i])
-        if order.interest[i] > unassigned_debt[i]:
-            raise ContractRevert("InterestOverclaimed", i, order.interest[i], unassigned_debt[i])
+        glp = sum(d.glp[i] for d in order.deltas)
+        if glp != leg_glp[i]:
+            raise ConservationViolated(GLP_INSTRUMENT, i, glp, leg_glp[i])
+    for i in range(n):
         coll = sum(d.collateral[i] for d in order.deltas)
         if coll != order.supply[i]:
             raise ConservationViolated(COLLATERAL_INSTRUMENT, i, coll, order.supply[i])
+        if order.interest[i] < 0 or order.interest[i] > unassigned_debt[i]:
+            raise ContractRevert("InterestOverclaimed", i, order.interest[i], unassigned_debt[i])
         debt = sum(d.debt[i] for d in order.deltas)
         if debt != order.borrow[i] + order.interest[i]:
             raise ConservationViolated(DEBT_INSTRUMENT, i, debt, order.borrow[i] + order.interest[i])
@@ -75,10 +84,6 @@ def check_conservation(order: Order, unassigned_debt: Sequence[int]) -> None:
         expect = order.borrow[i] - order.supply[i] - mint_in[i] + redeem_out[i]
         if cash != expect:
             raise ConservationViolated(CASH_INSTRUMENT, i, cash, expect)
-    glp = sum(d.glp for d in order.deltas)
-    legs = sum(leg.glp for leg in order.glp)
-    if glp != legs:
-        raise ConservationViolated(GLP_INSTRUMENT, 0, glp, legs)
 
 
 def check_bounds(order: Order, oracle: Oracle, max_slippage_bps: int) -> None:
@@ -113,20 +118,22 @@ def check_fills(order: Order, executed: Sequence[ExecutedLeg]) -> dict[int, int]
 
 
 def surplus_credits(order: Order, executed: Sequence[ExecutedLeg]) -> dict[int, tuple[int, tuple[int, ...]]]:
-    """What the contract credits on top of the nominal deltas: vault → (GLP, cash per asset)."""
+    """What the contract credits on top of the nominal deltas: vault → (GLP, cash per asset).
+
+    Leg i's surplus goes only to the vaults that traded through leg i, weighted by `deltas.glp[i]`.
+    """
     n = len(order.supply)
     surplus = check_fills(order, executed)
-    glp_w = {d.vault: d.glp for d in order.deltas if d.glp > 0}
-    red_w = {d.vault: -d.glp for d in order.deltas if d.glp < 0}
     extra_glp = {d.vault: 0 for d in order.deltas}
     extra_cash = {d.vault: [0] * n for d in order.deltas}
     for leg in order.glp:
         s = surplus[leg.asset]
         if s == 0:
             continue
-        weights = glp_w if leg.glp > 0 else red_w
+        sign = 1 if leg.glp > 0 else -1
+        weights = {d.vault: abs(d.glp[leg.asset]) for d in order.deltas if d.glp[leg.asset] * sign > 0}
         if not weights:
-            raise ContractRevert("SurplusUnassignable", leg.asset, s)
+            raise ContractRevert("NoSurplusRecipient", leg.asset)
         for v, share in split_contract(s, weights).items():
             if leg.glp > 0:
                 extra_glp[v] += share
@@ -146,7 +153,7 @@ def apply_order(books: Sequence[Book], order: Order, executed: Sequence[Executed
     for d in order.deltas:
         b = books[index[d.vault]]
         extra_glp, extra_cash = credits[d.vault]
-        glp = b.glp + d.glp + extra_glp
+        glp = b.glp + d.glp_total + extra_glp
         cash = tuple(c + x + e for c, x, e in zip(b.cash, d.cash, extra_cash, strict=True))
         coll = tuple(c + x for c, x in zip(b.collateral, d.collateral, strict=True))
         debt = tuple(c + x for c, x in zip(b.debt, d.debt, strict=True))

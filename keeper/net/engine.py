@@ -34,7 +34,7 @@ from keeper.units import BPS
 @dataclass(frozen=True)
 class VaultFlow:
     """Per vault: token flow per asset (F > 0 into GLP, F < 0 out of GLP), the stray cash swept into
-    GLP (included in `tokens`), and the nominal GLP change per asset (Σ = the delta's glp)."""
+    GLP (included in `tokens`), and the nominal GLP change per asset (= the delta's glp vector)."""
 
     vault_id: int
     tokens: tuple[int, ...]
@@ -205,9 +205,9 @@ def net_changes(
         c = by_id[vid]
         cash = tuple(c.debt[i] - c.collateral[i] - tokens[vid][i] for i in range(n))
         debt = tuple(c.debt[i] + c.interest[i] for i in range(n))
-        d = VaultDelta(vault=vid, glp=sum(glp[vid]), cash=cash, collateral=tuple(c.collateral), debt=debt)
+        d = VaultDelta(vault=vid, glp=tuple(glp[vid]), cash=cash, collateral=tuple(c.collateral), debt=debt)
         flows.append(VaultFlow(vid, tuple(tokens[vid]), tuple(swept.get(vid, [0] * n)), tuple(glp[vid])))
-        if d.glp or any(cash) or any(d.collateral) or any(debt):
+        if any(d.glp) or any(cash) or any(d.collateral) or any(debt):
             deltas.append(d)
     order = Order(
         deadline=deadline,

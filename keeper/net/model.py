@@ -121,13 +121,22 @@ class GlpLeg:
 
 @dataclass(frozen=True)
 class VaultDelta:
-    """`VaultDelta { uint256 vault; int256 glp; int256[] cash; int256[] collateral; int256[] debt; }`."""
+    """`VaultDelta { uint256 vault; int256[] glp; int256[] cash; int256[] collateral; int256[] debt; }`.
+
+    `glp[i]`: the vault's nominal GLP change through asset i's leg (its share of the crossing in i plus its
+    share of i's leg minimum); the contract conserves it per asset (Σ_v glp[i] = leg i's glp) and credits
+    leg i's surplus by it. The book's GLP moves by `glp_total` = Σ_i glp[i].
+    """
 
     vault: int
-    glp: int
+    glp: tuple[int, ...]
     cash: tuple[int, ...]
     collateral: tuple[int, ...]
     debt: tuple[int, ...]
+
+    @property
+    def glp_total(self) -> int:
+        return sum(self.glp)
 
 
 @dataclass(frozen=True)
@@ -166,7 +175,7 @@ def order_abi(order: Order) -> tuple[Any, ...]:
         list(order.borrow),
         list(order.interest),
         list(order.process_vaults),
-        [(d.vault, d.glp, list(d.cash), list(d.collateral), list(d.debt)) for d in order.deltas],
+        [(d.vault, list(d.glp), list(d.cash), list(d.collateral), list(d.debt)) for d in order.deltas],
     )
 
 

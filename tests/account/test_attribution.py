@@ -20,7 +20,7 @@ def test_pure_cross_pays_no_fee_and_splits_gas_by_notional() -> None:
     b = VaultChange(2, 0, M, 0, (0, 0), (0, -3 * E), (0, 0), 0)
     plan = net_changes([a, b], oracle2(), slippage_bps=10, max_slippage_bps=100, deadline=1)
     assert plan.order.glp == ()
-    assert plan.order.deltas[0].glp == 9000 * E and plan.order.deltas[1].glp == -9000 * E
+    assert plan.order.deltas[0].glp == (0, 9000 * E) and plan.order.deltas[1].glp == (0, -9000 * E)
     rec = attribute(plan, Execution((), 100_001, 3), rebalance_id=2)
     assert [v.fee_tokens for v in rec.vaults] == [(0, 0), (0, 0)]
     assert [v.gas_wei for v in rec.vaults] == [150_002, 150_001]  # equal notional: tie → lowest id

@@ -26,8 +26,8 @@ def order() -> Order:
         supply=(5, 0), borrow=(0, 7), interest=(0, 2),
         process_vaults=(),
         deltas=(
-            VaultDelta(1, 60, (-15, 7), (5, 0), (0, 9)),
-            VaultDelta(2, 40, (0, 0), (0, 0), (0, 0)),
+            VaultDelta(1, (60, 0), (-15, 7), (5, 0), (0, 9)),
+            VaultDelta(2, (40, 0), (0, 0), (0, 0), (0, 0)),
         ),
     )
 
