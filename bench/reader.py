@@ -40,8 +40,7 @@ def manager_with(w3: Web3, d: Deployment, n: int) -> str:
     owner = DEV_ACCOUNTS[0]
     tokens = [d.tokens[s] for s in ("USDC", "WETH", "WBTC")]
     feeds = [d.feeds[s] for s in ("USDC", "WETH", "WBTC")]
-    vm = _deploy(w3, "VaultManager", owner, tokens, feeds, d.reward_router, d.pool, d.keeper, d.treasury,
-                 d.risk_off)
+    vm = _deploy(w3, "VaultManager", owner, tokens, feeds, d.reward_router, d.pool, d.keeper, d.treasury, d.risk_off)
     rpc(w3.provider.endpoint_uri, "evm_setAutomine", [False])  # type: ignore[attr-defined]
     try:
         nonce = w3.eth.get_transaction_count(owner)
@@ -71,20 +70,31 @@ def naive_read(w3: Web3, d: Deployment, vm_address: str, block: int) -> int:
         token, feed = d.tokens[symbol], contract(w3, "PriceFeed", d.feeds[symbol])
         values += [
             feed.functions.latestRoundData().call(**b),
-            gmx.functions.getMinPrice(token).call(**b), gmx.functions.getMaxPrice(token).call(**b),
-            gmx.functions.poolAmounts(token).call(**b), gmx.functions.reservedAmounts(token).call(**b),
-            gmx.functions.guaranteedUsd(token).call(**b), gmx.functions.globalShortSizes(token).call(**b),
+            gmx.functions.getMinPrice(token).call(**b),
+            gmx.functions.getMaxPrice(token).call(**b),
+            gmx.functions.poolAmounts(token).call(**b),
+            gmx.functions.reservedAmounts(token).call(**b),
+            gmx.functions.guaranteedUsd(token).call(**b),
+            gmx.functions.globalShortSizes(token).call(**b),
             glpm.functions.getGlobalShortAveragePrice(token).call(**b),
-            pool.functions.liquidationThreshold(token).call(**b), pool.functions.ltvOf(token).call(**b),
-            pool.functions.borrowCap(token).call(**b), pool.functions.variableBorrowRate(token).call(**b),
-            pool.functions.collateralOf(vm_address, token).call(**b), pool.functions.debtOf(vm_address, token).call(**b),
+            pool.functions.liquidationThreshold(token).call(**b),
+            pool.functions.ltvOf(token).call(**b),
+            pool.functions.borrowCap(token).call(**b),
+            pool.functions.variableBorrowRate(token).call(**b),
+            pool.functions.collateralOf(vm_address, token).call(**b),
+            pool.functions.debtOf(vm_address, token).call(**b),
         ]
     values += [
-        glp.functions.totalSupply().call(**b), glpm.functions.getAum(True).call(**b),
-        glpm.functions.getAum(False).call(**b), gmx.functions.mintBurnFeeBasisPoints().call(**b),
-        router.functions.claimable(vm_address).call(**b), pool.functions.getUserAccountData(vm_address).call(**b),
-        vm.functions.paused().call(**b), vm.functions.rebalanceCount().call(**b),
-        vm.functions.lastRebalanceAt().call(**b), vm.functions.lastCycleAt().call(**b),
+        glp.functions.totalSupply().call(**b),
+        glpm.functions.getAum(True).call(**b),
+        glpm.functions.getAum(False).call(**b),
+        gmx.functions.mintBurnFeeBasisPoints().call(**b),
+        router.functions.claimable(vm_address).call(**b),
+        pool.functions.getUserAccountData(vm_address).call(**b),
+        vm.functions.paused().call(**b),
+        vm.functions.rebalanceCount().call(**b),
+        vm.functions.lastRebalanceAt().call(**b),
+        vm.functions.lastCycleAt().call(**b),
         w3.eth.get_balance(d.keeper, block),
     ]
     for i in range(3):
@@ -120,12 +130,20 @@ def measure(sizes: list[int], runs: int) -> list[dict[str, Any]]:
                 naive_times.append(time.perf_counter() - t0)
                 naive_requests = naive_provider.count
             assert len(snap.books) == n
-            rows.append({
-                "n": n, "keeper_requests": fast_requests, "naive_requests": naive_requests,
-                "keeper_ms": statistics.median(fast_times) * 1000, "naive_ms": statistics.median(naive_times) * 1000,
-            })
-            print(f"N={n}: keeper {fast_requests} req {rows[-1]['keeper_ms']:.1f} ms; "
-                  f"naive {naive_requests} req {rows[-1]['naive_ms']:.1f} ms", file=sys.stderr)
+            rows.append(
+                {
+                    "n": n,
+                    "keeper_requests": fast_requests,
+                    "naive_requests": naive_requests,
+                    "keeper_ms": statistics.median(fast_times) * 1000,
+                    "naive_ms": statistics.median(naive_times) * 1000,
+                }
+            )
+            print(
+                f"N={n}: keeper {fast_requests} req {rows[-1]['keeper_ms']:.1f} ms; "
+                f"naive {naive_requests} req {rows[-1]['naive_ms']:.1f} ms",
+                file=sys.stderr,
+            )
     return rows
 
 
@@ -135,11 +153,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,10,100,1000")
     args = parser.parse_args()
     rows = measure([int(s) for s in args.sizes.split(",")], args.runs)
-    print("| vaults | keeper requests/tick | naive requests/tick | keeper tick (ms, median) | naive tick (ms, median) | speed-up |")
+    print(
+        "| vaults | keeper requests/tick | naive requests/tick | keeper tick (ms, median) | naive tick (ms, median) | speed-up |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['n']} | {r['keeper_requests']} | {r['naive_requests']} | {r['keeper_ms']:.1f} | "
-              f"{r['naive_ms']:.1f} | {r['naive_ms'] / r['keeper_ms']:.1f}× |")
+        print(
+            f"| {r['n']} | {r['keeper_requests']} | {r['naive_requests']} | {r['keeper_ms']:.1f} | "
+            f"{r['naive_ms']:.1f} | {r['naive_ms'] / r['keeper_ms']:.1f}× |"
+        )
 
 
 if __name__ == "__main__":
