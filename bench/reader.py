@@ -154,7 +154,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = measure([int(s) for s in args.sizes.split(",")], args.runs)
     print(
-        "| vaults | keeper requests/tick | naive requests/tick | keeper tick (ms, median) | naive tick (ms, median) | speed-up |"
+        "| vaults | keeper requests/tick | naive requests/tick | keeper tick (ms, median) "
+        "| naive tick (ms, median) | speed-up |"
     )
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
