@@ -91,7 +91,7 @@ class Market:
         send(self.w3, self._gmx.functions.setGlobalShortAveragePrice(token, int(short_avg * 10**30)), self.d.owner)
 
     def deposit(self, user: str, vault_id: int, amount: int) -> None:
-        symbol = self.d.vaults[vault_id].denomination
+        symbol = list(self.d.tokens)[self._vm.functions.getBook(vault_id).call()[0]]
         send(self.w3, self._tokens[symbol].functions.mint(user, amount), self.d.owner)
         send(self.w3, self._tokens[symbol].functions.approve(self.d.vault_manager, amount), user)
         send(self.w3, self._vm.functions.deposit(vault_id, amount), user, "deposit")
