@@ -1,4 +1,5 @@
-"""VaultManager: books, deposits and the withdrawal queue, harvest, and the rebalance order checks."""
+"""VaultManager: books, deposits and the withdrawal queue, harvest, the rebalance order checks, and the
+per-leg surplus crediting checked against the pure model (`keeper.net`) on a real snapshot."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ from contract_errors import revert_of
 from web3 import Web3
 from web3.logs import DISCARD
 
+from keeper.chain.reader import Addresses, SnapshotReader
 from keeper.devnet.anvil import rpc
 from keeper.devnet.deploy import Deployment, send
+from keeper.net import ExecutedLeg, VaultChange, apply_order, net_changes, oracle_from_snapshot, order_abi
 
 USD = 10**30
 N = 3  # assets: USDC, WETH, WBTC
+
+
+def _on(asset: int, glp: int) -> list[int]:
+    """A `deltas.glp` vector: `glp` through the leg in `asset`, 0 elsewhere."""
+    out = [0] * N
+    out[asset] = glp
+    return out
 
 
 def _deadline(w3: Web3) -> int:
@@ -22,7 +32,7 @@ def _deadline(w3: Web3) -> int:
 def _order(
     w3: Web3,
     legs: list[tuple[int, int, int]] | None = None,
-    deltas: list[tuple[int, int, list[int], list[int], list[int]]] | None = None,
+    deltas: list[tuple[int, list[int], list[int], list[int], list[int]]] | None = None,
     *,
     supply: list[int] | None = None,
     borrow: list[int] | None = None,
@@ -173,7 +183,7 @@ def test_rebalance_mint_from_buffer_credits_the_surplus(w3: Web3, deployment: De
     expected = _mint_out(c, usdc, amount)
     assert expected > minimum
     before = _book(c, 0)
-    order = _order(w3, [(0, minimum, amount)], [(0, minimum, [-amount, 0, 0], [0] * N, [0] * N)], flags=2 | 4)
+    order = _order(w3, [(0, minimum, amount)], [(0, _on(0, minimum), [-amount, 0, 0], [0] * N, [0] * N)], flags=2 | 4)
     receipt = send(w3, vm.functions.rebalance(order), deployment.keeper)
     after = _book(c, 0)
     assert after["glp"] == before["glp"] + expected  # nominal + the whole surplus (only vault)
@@ -206,7 +216,7 @@ def test_rebalance_redeem_repays_debt_and_credits_cash_surplus(
     order = _order(
         w3,
         [(0, -glp_amount, min_out)],
-        [(2, -glp_amount, [0] * N, [0] * N, [-min_out, 0, 0])],
+        [(2, _on(0, -glp_amount), [0] * N, [0] * N, [-min_out, 0, 0])],
         borrow=[-min_out, 0, 0],
     )
     send(w3, vm.functions.rebalance(order), deployment.keeper)
@@ -225,10 +235,10 @@ def test_rebalance_attributes_interest(w3: Web3, deployment: Deployment, c: Any,
     unassigned = vm.functions.unassignedDebt(0).call()
     assert unassigned > 0
     before = _book(c, 1)["debt"][0]
-    overclaim = _order(w3, deltas=[(1, 0, [0] * N, [0] * N, [10**12, 0, 0])], interest=[10**12, 0, 0])
+    overclaim = _order(w3, deltas=[(1, [0] * N, [0] * N, [0] * N, [10**12, 0, 0])], interest=[10**12, 0, 0])
     name, args = revert_of(vm.functions.rebalance(overclaim), deployment.keeper)
     assert name == "InterestOverclaimed" and args[:2] == (0, 10**12) and args[2] >= unassigned
-    order = _order(w3, deltas=[(1, 0, [0] * N, [0] * N, [unassigned, 0, 0])], interest=[unassigned, 0, 0])
+    order = _order(w3, deltas=[(1, [0] * N, [0] * N, [0] * N, [unassigned, 0, 0])], interest=[unassigned, 0, 0])
     receipt = send(w3, vm.functions.rebalance(order), deployment.keeper)
     assert _book(c, 1)["debt"][0] == before + unassigned
     (moved,) = vm.events.LendingMoved().process_receipt(receipt, errors=DISCARD)
@@ -243,8 +253,10 @@ def test_rebalance_rejections(w3: Web3, deployment: Deployment, c: Any, chain: A
     minimum = _mint_order_parts(c, amount, 9_950)
     zero = [0] * N
 
-    def mint_order(glp_min: int, cash: int = -amount, delta_glp: int | None = None, **kw: Any) -> tuple[Any, ...]:
-        delta = (0, glp_min if delta_glp is None else delta_glp, [cash, 0, 0], zero, zero)
+    def mint_order(
+        glp_min: int, cash: int = -amount, delta_glp: list[int] | None = None, **kw: Any
+    ) -> tuple[Any, ...]:
+        delta = (0, _on(0, glp_min) if delta_glp is None else delta_glp, [cash, 0, 0], zero, zero)
         return _order(w3, [(0, glp_min, amount)], [delta], **kw)
 
     def reverted(order: tuple[Any, ...], sender: str = keeper) -> tuple[str, tuple[Any, ...]]:
@@ -255,10 +267,17 @@ def test_rebalance_rejections(w3: Web3, deployment: Deployment, c: Any, chain: A
         "ConservationViolated",
         (1, 0, -amount + 1, -amount),
     )
-    assert reverted(mint_order(minimum, delta_glp=minimum + 1)) == (
+    assert reverted(mint_order(minimum, delta_glp=_on(0, minimum + 1))) == (
         "ConservationViolated",
         (0, 0, minimum + 1, minimum),
     )
+    # GLP is conserved per asset leg: the right total booked partly against a WETH leg that does not exist.
+    assert reverted(mint_order(minimum, delta_glp=[minimum - 5, 5, 0])) == (
+        "ConservationViolated",
+        (0, 0, minimum - 5, minimum),
+    )
+    assert reverted(mint_order(minimum, delta_glp=[minimum, 5, -5])) == ("ConservationViolated", (0, 1, 5, 0))
+    assert reverted(mint_order(minimum, delta_glp=[minimum])) == ("LengthMismatch", ())
     assert reverted(mint_order(minimum, supply=[5, 0, 0])) == ("ConservationViolated", (2, 0, 0, 5))
     assert reverted(mint_order(minimum, borrow=[0, 7, 0])) == ("ConservationViolated", (3, 1, 0, 7))
     # A minimum the market cannot meet: the executed fill is below it.
@@ -271,10 +290,12 @@ def test_rebalance_rejections(w3: Web3, deployment: Deployment, c: Any, chain: A
     # Deadline, shape, access.
     name, args = reverted(mint_order(minimum, deadline=1_000))
     assert name == "Expired" and args[0] == 1_000 and args[1] > 1_000
-    double = _order(w3, [(0, minimum, amount), (0, 1, 1)], [(0, minimum + 1, [-amount - 1, 0, 0], zero, zero)])
+    double = _order(
+        w3, [(0, minimum, amount), (0, 1, 1)], [(0, _on(0, minimum + 1), [-amount - 1, 0, 0], zero, zero)]
+    )
     assert reverted(double) == ("DuplicateLeg", (0,))
-    assert reverted(_order(w3, deltas=[(7, 0, zero, zero, zero)])) == ("UnknownVault", (7,))
-    assert reverted(_order(w3, deltas=[(0, 0, [0], zero, zero)])) == ("LengthMismatch", ())
+    assert reverted(_order(w3, deltas=[(7, zero, zero, zero, zero)])) == ("UnknownVault", (7,))
+    assert reverted(_order(w3, deltas=[(0, zero, [0], zero, zero)])) == ("LengthMismatch", ())
     user = deployment.users[0]
     assert reverted(mint_order(minimum), user) == ("NotKeeper", (user,))
     assert revert_of(vm.functions.harvest(), user) == ("NotKeeper", (user,))
@@ -282,9 +303,102 @@ def test_rebalance_rejections(w3: Web3, deployment: Deployment, c: Any, chain: A
     split = _order(
         w3,
         [(0, minimum, amount)],
-        [(0, minimum, [-amount + 10**9, 0, 0], zero, zero), (1, 0, [-(10**9), 0, 0], zero, zero)],
+        [(0, _on(0, minimum), [-amount + 10**9, 0, 0], zero, zero), (1, zero, [-(10**9), 0, 0], zero, zero)],
     )
     assert reverted(split) == ("InsufficientBook", (1, 1, 0))
+
+
+def test_surplus_without_a_vault_on_its_side_reverts(w3: Web3, deployment: Deployment, c: Any, chain: Any) -> None:
+    """Only reachable with the bound switched off (maxSlippageBps = 100%): a USDC mint leg with a 0 GLP
+    minimum and no vault booking GLP through it. Its whole fill is surplus and nobody traded for it: the
+    manager reverts instead of sharing it out."""
+    vm, zero = c("VaultManager"), [0] * N
+    send(w3, vm.functions.setLimits(10_000, 1_850, 1_000, 100), deployment.owner)
+    amount = 1_000 * 10**6
+    order = _order(w3, [(0, 0, amount)], [(0, zero, [-amount, 0, 0], zero, zero)])
+    assert revert_of(vm.functions.rebalance(order), deployment.keeper) == ("NoSurplusRecipient", (0,))
+
+
+def test_opposite_legs_credit_surplus_only_to_their_own_vaults(
+    w3: Web3, deployment: Deployment, c: Any, chain: Any
+) -> None:
+    """Two legs in opposite directions, netted by `keeper.net.net_changes` from a real snapshot:
+    vault 1 mints GLP with 5 WETH of its buffer, vault 0 redeems GLP into 20,000 USDC of buffer, vault 2
+    borrows 5,000 USDC into GLP and sells GLP to repay 2 WETH. WETH nets to a mint leg (vault 2's 2 WETH
+    crossed), USDC to a redeem leg (vault 2's 5,000 USDC crossed). Vault 2 is on the minority side of both
+    legs and sells GLP overall: under the old total-GLP weights it took a share of the USDC redeem surplus.
+    Now the WETH surplus goes only to vault 1 and the USDC surplus only to vault 0, and every book after
+    execution equals `apply_order`'s prediction to the unit."""
+    d = deployment
+    vm = c("VaultManager")
+    reader = SnapshotReader(
+        w3, Addresses(d.vault_manager, d.multicall, d.gmx_vault, d.glp_manager, d.reward_router, d.pool, d.glp),
+        keeper_address=d.keeper,
+    )
+    snap = reader.read()
+    z, every = (0,) * N, frozenset(range(N))
+    changes = [
+        VaultChange(0, 0, every, 0, z, z, z, 20_000 * 10**6),  # redeem into its USDC buffer
+        VaultChange(1, 1, every, 0, z, z, z, -5 * 10**18),  # mint with WETH from its buffer
+        VaultChange(2, 2, every, 0, z, (5_000 * 10**6, -2 * 10**18, 0), z, 0),  # buy with USDC, sell for WETH
+    ]
+    plan = net_changes(
+        changes, oracle_from_snapshot(snap), slippage_bps=50, max_slippage_bps=vm.functions.maxSlippageBps().call(),
+        deadline=snap.block_timestamp + 3_600,
+    )
+    order = plan.order
+    usdc_leg, weth_leg = order.leg(0), order.leg(1)
+    assert order.leg(2) is None and usdc_leg is not None and weth_leg is not None
+    assert usdc_leg.glp < 0 and usdc_leg.token_amount == 15_000 * 10**6  # redeem 20,000 − 5,000 crossed
+    assert weth_leg.glp > 0 and weth_leg.token_amount == 3 * 10**18  # mint 5 − 2 crossed
+    glp = {dl.vault: dl.glp for dl in order.deltas}
+    assert glp[0][0] < 0 and glp[1][1] > 0 and glp[2][0] > 0 and glp[2][1] < 0  # vault 2 opposes both legs
+    assert sum(glp[2]) < 0  # ... and sells GLP overall (the old rule's redeem-surplus recipient)
+
+    receipt = send(w3, vm.functions.rebalance(order_abi(order)), d.keeper)
+    traded = vm.events.GlpTraded().process_receipt(receipt, errors=DISCARD)
+    tokens = [a.address.lower() for a in snap.assets]
+    executed = tuple(
+        ExecutedLeg(
+            asset=tokens.index(str(e["args"]["token"]).lower()),
+            glp=abs(int(e["args"]["glpDelta"])),
+            token_amount=int(e["args"]["tokenAmount"]),
+            fee_tokens=int(e["args"]["feeTokens"]),
+        )
+        for e in traded
+    )
+    surplus = {tokens.index(str(e["args"]["token"]).lower()): int(e["args"]["surplus"]) for e in traded}
+    assert surplus[0] > 0 and surplus[1] > 0  # the market paid above both minimums
+
+    predicted = {b.vault_id: b for b in apply_order(snap.books, order, executed)}
+    changed = {int(e["args"]["vault"]): e["args"] for e in vm.events.BookChanged().process_receipt(
+        receipt, errors=DISCARD)}
+    assert sorted(changed) == [0, 1, 2]
+    for v in range(3):
+        book, model = _book(c, v), predicted[v]
+        chain_book = (book["glp"], list(book["cash"]), list(book["collateral"]), list(book["debt"]))
+        assert chain_book == (model.glp, list(model.cash), list(model.collateral), list(model.debt)), v
+        ev = changed[v]
+        assert (ev["glp"], list(ev["cash"]), list(ev["collateral"]), list(ev["debt"])) == chain_book
+
+    # Credits on top of the nominal deltas: each leg's surplus lands only with its own vaults.
+    before = {b.vault_id: b for b in snap.books}
+    credit_glp, credit_cash = {}, {}
+    for dl in order.deltas:
+        after = _book(c, dl.vault)
+        credit_glp[dl.vault] = after["glp"] - before[dl.vault].glp - sum(dl.glp)
+        credit_cash[dl.vault] = [
+            after["cash"][i] - before[dl.vault].cash[i] - dl.cash[i] for i in range(N)
+        ]
+    assert credit_glp == {0: 0, 1: surplus[1], 2: 0}  # WETH mint surplus: vault 1 only
+    assert credit_cash == {0: [surplus[0], 0, 0], 1: [0, 0, 0], 2: [0, 0, 0]}  # USDC redeem surplus: vault 0
+    # The old rule (weights = total GLP change) would have paid vault 2 this much of the USDC surplus.
+    redeemers = {v: -sum(g) for v, g in glp.items() if sum(g) < 0}
+    old_share = surplus[0] * redeemers[2] // sum(redeemers.values())
+    assert old_share > 0
+    held = [c(sym).functions.balanceOf(d.vault_manager).call() for sym in ("USDC", "WETH", "WBTC")]
+    books = [_book(c, v) for v in range(3)]
+    assert held == [sum(b["cash"][i] + b["pending"] * (b["denomination"] == i) for b in books) for i in range(N)]
 
 
 def test_owner_only_and_pause(w3: Web3, deployment: Deployment, c: Any, chain: Any) -> None:

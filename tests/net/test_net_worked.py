@@ -19,10 +19,11 @@ USDC: mint side 3000 U (V2), redeem side 6000 U (V1 5000, V3 1000) → net redee
   minimum out 3000 U. Redeem side gives 3000e18 + 3015075376884422110553 = 6015075376884422110553
   pro rata 5:1: V1 5012562814070351758794.17 → 5012562814070351758794, V3 1002512562814070351758.83 →
   1002512562814070351758; 1 unit left → largest remainder (V3, .83) → 1002512562814070351759.
-Totals: V1 glp = 29,900e18 − 5012562814070351758794 = 24887437185929648241206
-        V2 glp = −12,000e18 + 3,000e18 = −9,000e18
-        V3 glp = 5,980e18 − 1002512562814070351759 = 4977487437185929648241
-        Σ = 20864924623115577889447 = 23,880e18 − 3015075376884422110553 (Σ legs) ✓
+deltas.glp per asset (USDC, WETH), conserved per leg:
+        V1 (−5012562814070351758794, +29,900e18), total 24887437185929648241206
+        V2 (+3,000e18, −12,000e18),                total −9,000e18
+        V3 (−1002512562814070351759, +5,980e18),   total 4977487437185929648241
+        Σ USDC = −3015075376884422110553 (the redeem leg), Σ WETH = 23,880e18 (the mint leg) ✓
 Cash = debt − collateral − F: V1 (0, 0), V2 (0, 0), V3 (1000 U buffer, 0).
 Order: supply (2000 U, 0), borrow (0, 8 E), interest (0, 0.001 E).
 
@@ -81,10 +82,13 @@ def test_order_numbers() -> None:
     )
     d1, d2, d3 = order.deltas
     assert (d1.vault, d1.glp, d1.cash, d1.collateral, d1.debt) == (
-        1, 24887437185929648241206, (0, 0), (5000 * U, 0), (0, 10 * E + 10**15))
-    assert (d2.vault, d2.glp, d2.cash, d2.collateral, d2.debt) == (2, -9000 * E, (0, 0), (-3000 * U, 0), (0, -4 * E))
+        1, (-5012562814070351758794, 29_900 * E), (0, 0), (5000 * U, 0), (0, 10 * E + 10**15))
+    assert (d2.vault, d2.glp, d2.cash, d2.collateral, d2.debt) == (
+        2, (3000 * E, -12_000 * E), (0, 0), (-3000 * U, 0), (0, -4 * E))
     assert (d3.vault, d3.glp, d3.cash, d3.collateral, d3.debt) == (
-        3, 4977487437185929648241, (1000 * U, 0), (0, 0), (0, 2 * E))
+        3, (-1002512562814070351759, 5980 * E), (1000 * U, 0), (0, 0), (0, 2 * E))
+    assert (d1.glp_total, d2.glp_total, d3.glp_total) == (
+        24887437185929648241206, -9000 * E, 4977487437185929648241)
     assert (order.supply, order.borrow, order.interest) == ((2000 * U, 0), (0, 8 * E), (0, 10**15))
     check_conservation(order, unassigned_debt=(0, 10**15))
 
@@ -117,24 +121,27 @@ def test_execution_fees_gas_and_the_vault_that_pays_nothing() -> None:
     assert "7.537689" in table and "total" in table
 
 
-def test_contract_surplus_crediting_and_its_leak() -> None:
-    """The contract credits the 48 GLP mint surplus to glp>0 vaults (V1, V3) pro rata to deltas.glp, and
-    the 6.030149 USDC redeem surplus to the only glp<0 vault, V2 — which was on the MINT side of USDC.
-    The attribution reports that as a surplus leak (V2 +$6.030149, V1 ≈ −$5.025124, V3 ≈ −$1.005025)."""
+def test_contract_surplus_crediting_per_leg() -> None:
+    """Each leg's surplus goes only to the vaults that traded through it, weighted by deltas.glp[leg]:
+    the 48 GLP WETH mint surplus to V1, V3 (29,900 : 5,980 = 5 : 1 → exactly 40 / 8 GLP), the 6.030149
+    USDC redeem surplus to V1, V3 (|glp[USDC]| ≈ 5 : 1). V2, on the other side of both legs, gets nothing
+    (with the old total-GLP weights it took the whole USDC surplus: a $6.03 leak)."""
     p = plan()
     executed = execute_at_marks(p.order, p.oracle)
     credits = surplus_credits(p.order, executed)
-    # floors: 48e18 × 24887437185929648241206 / 29864924623115577889447 → 39999999999999999999 (V1),
-    # 48e18 × 4977487437185929648241 / … → 7999999999999999999 (V3); the remainder 2 goes to the largest
-    # weight (V1) → V1 40e18 + 1, V3 8e18 − 1 (contract rule, not largest remainder).
-    assert credits == {1: (40 * E + 1, (0, 0)), 2: (0, (6_030_149, 0)), 3: (8 * E - 1, (0, 0))}
+    # USDC floors: 6030149 × 5012562814070351758794 / 6015075376884422110553 = 5025124.17 → 5025124 (V1),
+    # × 1002512562814070351759 / … = 1005024.83 → 1005024 (V3); the remainder 1 goes to the largest
+    # weight (V1), not to the largest remainder (V3).
+    assert credits == {1: (40 * E, (5_025_125, 0)), 2: (0, (0, 0)), 3: (8 * E, (1_005_024, 0))}
     books = tuple(empty_book(v, 0, 2) for v in (1, 2, 3))
     after = apply_order(books, p.order, executed)
-    assert after[1].cash[0] - books[1].cash[0] == 6_030_149
+    assert after[1].cash == books[1].cash and after[1].glp == books[1].glp - 9000 * E
+    assert after[0].glp - books[0].glp == 24887437185929648241206 + 40 * E
+    assert after[2].cash[0] - books[2].cash[0] == 1000 * U + 1_005_024
     rec = attribute(p, Execution(executed, 1, 1), 7)
     leak = {v.vault_id: v.surplus_leak_usd30 for v in rec.vaults}
-    assert leak[2] == 6_030_149 * 10**24
-    assert abs(sum(leak.values())) <= 3
+    # what remains against the fair split (|F| weights, largest remainder) is that one USDC unit
+    assert leak == {1: 10**24, 2: 0, 3: -(10**24)}
 
 
 def test_notional_and_tx_count() -> None:
@@ -147,5 +154,5 @@ def test_abi_tuple_is_plain() -> None:
     abi = order_abi(plan().order)
     assert abi[0] == 1_700_000_600 and abi[1] == FLAG_CYCLE
     assert abi[2][1] == (1, 23_880 * E, 8 * E)
-    assert abi[7][2] == (3, 4977487437185929648241, [1000 * U, 0], [0, 0], [0, 2 * E])
+    assert abi[7][2] == (3, [-1002512562814070351759, 5980 * E], [1000 * U, 0], [0, 0], [0, 2 * E])
     assert json.loads(json.dumps(abi)) is not None
