@@ -201,6 +201,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(options)
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Replay a price/OI series offline; compare trigger policies."""
+    from keeper.backtest.command import run
+
+    return run(args)
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Keeps every subcommand's description on its own line (argparse under-measures indented subcommands)."""
 
@@ -266,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-hours", type=int, default=2, help="simulated hours per step (default 2)")
     p.add_argument("--seed", type=int, default=11, help="market path seed")
     p.add_argument("--no-live", action="store_true", help="print periodic tables instead of a live screen")
+
+    p = add("backtest", cmd_backtest)
+    from keeper.backtest.command import add_arguments as backtest_arguments
+
+    backtest_arguments(p)
     return parser
 
 

@@ -10,10 +10,10 @@ Rules (docs/netting.md):
 * gas (gas used × effective gas price, wei) is charged to the vaults with a delta in the order, pro rata
   to their gross notional at the oracle marks: Σ_i price_i × (|collateral| + |debt w/o interest| + |F|);
   equal weights if every such notional is 0;
-* surplus leak (information, not a charge): the contract credits each leg's surplus to ALL vaults with
-  deltas.glp of the leg's sign, pro rata to |deltas.glp|; the fair split would follow the same-side
-  gross flows of that leg. `surplus_leak_usd30` = value at the marks of (credited − fair), rounded
-  down; Σ over vaults is 0 up to rounding. A vault's value change at the marks is −fee value + leak.
+* surplus (what a fill gives above its minimum) is credited by the contract per leg, to the vaults on
+  that leg's side pro rata to their GLP through the leg (`deltas.glp[i]`); `surplus_leak_usd30` is the
+  value at the marks of (credited − that fair share): zero for every order the netting engine builds,
+  kept as a tripwire. A vault's value change at the marks is −fee value (+ leak, normally 0).
 * every split is `split_largest_remainder` (largest remainder, ties to the lowest vault id): the shares
   sum exactly to what was paid.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from keeper.net.alloc import split_largest_remainder
+from keeper.net.alloc import split_contract, split_largest_remainder
 from keeper.net.contract import check_fills, surplus_credits
 from keeper.net.engine import NetPlan
 from keeper.net.model import Execution
@@ -137,8 +137,9 @@ def gross_notional_by_vault(plan: NetPlan) -> dict[int, Fraction]:
 
 
 def surplus_leak_by_vault(plan: NetPlan, execution: Execution) -> dict[int, Fraction]:
-    """Exact USD × 1e30 per vault: surplus the contract credits minus the fair surplus share (pro rata to
-    the vault's gross flow on the side of each leg, largest remainder)."""
+    """Exact USD × 1e30 per vault: surplus the contract credits minus the fair surplus share (pro rata to the
+    vault's GLP through each leg on that leg's side). Zero for every order the netting engine builds; a
+    non-zero value flags an order (or a contract) that moves surplus between vaults."""
     oracle = plan.oracle
     credited = surplus_credits(plan.order, execution.legs)
     surplus = check_fills(plan.order, execution.legs)
@@ -148,8 +149,10 @@ def surplus_leak_by_vault(plan: NetPlan, execution: Execution) -> dict[int, Frac
     for leg in plan.order.glp:
         s = surplus[leg.asset]
         sign = 1 if leg.glp > 0 else -1
-        weights = {f.vault_id: abs(f.tokens[leg.asset]) for f in plan.flows if f.tokens[leg.asset] * sign > 0}
-        for v, share in split_largest_remainder(s, weights).items():
+        # fair share: pro rata to each vault's GLP through this leg on the leg's side (its own trade), with
+        # the contract's remainder rule — so a well-formed order leaks nothing, to the unit
+        weights = {d.vault: abs(d.glp[leg.asset]) for d in plan.order.deltas if d.glp[leg.asset] * sign > 0}
+        for v, share in split_contract(s, weights).items():
             value = oracle.glp_value(share) if leg.glp > 0 else oracle.token_value(leg.asset, share)
             out[v] = out.get(v, Fraction(0)) - value
     return out

@@ -238,9 +238,14 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
                       else drop(mem.oi_drift_since, sym))
         results.append(r)
         oi_fired = oi_fired or r.fired
+    gate_exempt: set[int] = set()
     if oi_fired:
+        # The OI refit is account-wide (the applied OI advances only when every vault refits), and the drift
+        # has persisted for hours: the cost gate must not hold one vault back, or the trigger would refire
+        # every tick while the other vaults trade again and again.
         for v in states:
             wanted[v].append("net OI hedge drifted: refit with the new OI hedge")
+            gate_exempt.add(v)
 
     # volatility weight samples (observation), with the lowest vault id's OI hedge ratio
     e_obs = exposure_per_glp(snap, m, first.trader_oi_hedge_bps)
@@ -318,7 +323,7 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
         if not wanted[v] or v in blocked or st.result is None:
             continue
         queue_only = all(w.startswith("queue:") for w in wanted[v]) and v not in needs_trade
-        if v not in urgent and not queue_only:
+        if v not in urgent and v not in gate_exempt and not queue_only:
             gas_wei = gas_price if gas_price is not None else st.rules.gas_price_wei
             gate = t.cost_gate(v, _cost_usd(snap, m, st, gas_wei), _corrected_usd(st, m), st.rules.cost_gate_bps,
                                urgent=False)

@@ -96,6 +96,22 @@ def test_oi_timer_survives_a_restart_and_fires_after_2h() -> None:
     assert dict(d.memory.oi_drift_since)["WETH"] == t0  # not executed yet: still running
 
 
+def test_net_oi_refit_is_not_held_back_by_the_cost_gate() -> None:
+    """The OI refit is account-wide: with gas so expensive that the gate would defer every vault, the fired
+    OI trigger still refits all of them (otherwise it refires every tick while some vaults trade again)."""
+    snap, mem = fitted()
+    weth = snap.assets[1]
+    moved = replace(snap, assets=(snap.assets[0], replace(weth, reserved_amount=weth.reserved_amount + 60 * 10**18),
+                                  snap.assets[2]))
+    t0 = NOW + 100
+    d = decide(restart(moved, mem, now=t0), {}, gas_price_wei=10**13)
+    d = decide(restart(moved, d.memory, now=t0 + 2 * H), {}, gas_price_wei=10**13)
+    assert any(r.trigger == "net_oi" and r.fired for r in d.triggers)
+    assert not any(r.trigger == "cost_gate" and r.fired for r in d.triggers)
+    assert d.plan is not None and {v.vault_id for v in d.plan.vaults} == {0, 1, 2}
+    assert dict(d.memory_after_execution.oi_applied)["WETH"] == 1060 * 10**18
+
+
 def test_oi_timer_resets_when_the_drift_falls_back() -> None:
     snap, mem = fitted()
     weth = snap.assets[1]

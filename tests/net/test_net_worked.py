@@ -140,8 +140,8 @@ def test_contract_surplus_crediting_per_leg() -> None:
     assert after[2].cash[0] - books[2].cash[0] == 1000 * U + 1_005_024
     rec = attribute(p, Execution(executed, 1, 1), 7)
     leak = {v.vault_id: v.surplus_leak_usd30 for v in rec.vaults}
-    # what remains against the fair split (|F| weights, largest remainder) is that one USDC unit
-    assert leak == {1: 10**24, 2: 0, 3: -(10**24)}
+    # the fair share is the contract's own per-leg rule over the order's per-leg GLP: nothing leaks
+    assert leak == {1: 0, 2: 0, 3: 0}
 
 
 def test_notional_and_tx_count() -> None:
