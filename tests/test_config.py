@@ -77,3 +77,17 @@ def test_secret_key_never_appears_in_repr_or_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, bad))
     assert key not in str(info.value)
+
+
+def test_shipped_example_configs_are_valid() -> None:
+    root = Path(__file__).resolve().parents[1] / "config"
+    devnet = load_config(root / "devnet.example.toml")
+    assert devnet.chain.chain_id == 31337 and devnet.signer.kind == "raw"
+    template = load_config(root / "mainnet.template.toml")
+    assert template.chain.chain_id == 42161 and template.signer.kind == "keystore"
+    assert template.oracle.assets["WETH"].heartbeat_seconds == 86400
+    assert [v.name for v in template.vaults] == ["usdc", "eth"]
+    from keeper.daemon.app import rules_by_vault
+
+    rules = rules_by_vault(template, [0, 1, 2])
+    assert rules[1].drift_policy == "bands" and rules[0].drift_policy == "fixed" and rules[2].drift_bps == 500

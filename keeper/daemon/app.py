@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,8 @@ from keeper.daemon.metrics import Metrics
 from keeper.daemon.schedule import Daemon, Timing
 from keeper.decide import Decision, Plan, Rules, decide, plan_from_json_dict, plan_to_json_dict
 from keeper.errors import ConfigError, InputError, KeeperError, ReadError
-from keeper.ha.lease import FileLease, Leadership, Lease, PostgresLease
+from keeper.ha.fence import FencedChain
+from keeper.ha.lease import FileLease, Leadership, Lease, PostgresLease, Renewer, renew_interval
 from keeper.net import (
     ExecutedLeg,
     Execution,
@@ -49,7 +51,17 @@ from keeper.net import (
     order_abi,
 )
 from keeper.snapshot import Memory, Snapshot, memory_from_json_dict
-from keeper.store import ExpectedEvent, Intent, IntentRecord, State, Store, idempotency_key, open_store
+from keeper.store import (
+    ExpectedEvent,
+    FencingError,
+    Intent,
+    IntentRecord,
+    PostgresStore,
+    State,
+    Store,
+    idempotency_key,
+    open_store,
+)
 
 _log = log.get("keeper.daemon")
 
@@ -163,6 +175,12 @@ class KeeperApp:
         self.store: Store = self._open_store()
         self.lease: Lease = self._lease()
         self.leadership = Leadership(False, "", 0, "not yet")
+        self._leader_lock = threading.RLock()  # the renewal thread and the worker both change leadership
+        self._lease_deadline = 0.0  # monotonic; past it this process does not trust its leadership (no renewal)
+        self._reconcile_due = False  # set on gaining leadership: reconcile the shared journal before ticking
+        self._installed_epoch: int | None = None  # the fencing epoch this process last installed in the journal
+        self._standby_logged: str | None = None
+        self._renewer: Renewer | None = None
         self.signer: Any = None
         self.pipeline: Any = None
         self.readers: dict[int, SnapshotReader] = {}
@@ -196,6 +214,9 @@ class KeeperApp:
             url.get_secret_value(), self.cfg.store.lease_name, self.holder, self.cfg.store.lease_seconds
         )
         lease.ensure_schema()
+        if isinstance(self.store, PostgresStore):
+            # every journal write that leads to a transaction checks this holder's lease in its own transaction
+            self.store.bind_lease(lease.name, self.holder, lease.ttl_seconds)
         return lease
 
     def _signer(self) -> Any:
@@ -219,7 +240,7 @@ class KeeperApp:
         raise ConfigError("signer: kind 'raw' needs key (KEEPER_SIGNER__KEY or the secrets dir) or key_file")
 
     def _pipeline(self) -> Any:
-        from keeper.execute.chain import connect
+        from keeper.execute.chain import Chain, connect
         from keeper.execute.gas import GasPolicy
         from keeper.execute.metrics import ExecutionMetrics, prometheus_hook
         from keeper.execute.pipeline import Pipeline, PipelineConfig
@@ -236,18 +257,26 @@ class KeeperApp:
             max_tx_fee=g.max_fee_per_tx_wei,
             priority_ceiling=max(g.max_priority_fee_per_gas_wei, 1),
         )
+        # with the PostgreSQL lease, every broadcast first proves this process still leads (keeper.ha.fence)
+        sending: Chain = FencedChain(chain, self._check_fence) if isinstance(self.lease, PostgresLease) else chain
         config = PipelineConfig(
             chain_id=self.cfg.chain.chain_id,
             confirmations=self.cfg.chain.confirmations,
             stuck_blocks=g.replace_after_blocks,
             gas=policy,
             private_fallback_blocks=self.cfg.chain.send_fallback_blocks,
-            epoch=self.leadership.epoch or None,
+            epoch=self._standby_epoch(),  # set by _refresh_leadership when the lease is held
             force_legacy=g.legacy,
         )
         metrics = ExecutionMetrics(hook=prometheus_hook(self.metrics.registry))
         return Pipeline(
-            self.store, chain, self.signer, config, metrics=metrics, still_wanted=self._still_wanted, alert=self._alert
+            self.store,
+            sending,
+            self.signer,
+            config,
+            metrics=metrics,
+            still_wanted=self._still_wanted,
+            alert=self._alert,
         )
 
     def _alert(self, kind: str, message: str) -> None:
@@ -315,7 +344,8 @@ class KeeperApp:
             self._tick(block)
 
     def _tick(self, block: int) -> None:
-        self._refresh_leadership()
+        # leadership is refreshed by its own thread (Renewer), not here: a block-less chain or a slow tick must
+        # neither let the lease lapse nor delay a takeover
         pause = self.switches.paused()
         self.metrics.paused.set(1 if pause else 0)
         if pause:
@@ -333,11 +363,13 @@ class KeeperApp:
         if not self.rules or set(self.rules) != {b.vault_id for b in snap.books}:
             self.rules = rules_by_vault(self.cfg, [b.vault_id for b in snap.books])
         decision = decide(snap, self.rules, snap.memory)
-        self.save_memory(decision.memory)
+        leading = self._leading()
+        if leading:  # the journal is shared: a standby decides (for its metrics) but never writes
+            self.save_memory(decision.memory)
         self._export_decision(decision)
         if decision.plan is None:
             return
-        if not self.leadership.held:
+        if not leading:
             _log.info("standby: plan not submitted", leader=self.leadership.holder)
             return
         if snap.manager.paused:
@@ -352,8 +384,12 @@ class KeeperApp:
         if refused & (touched | {a.symbol for a in snap.assets if not a.is_stable}):
             _log.warning("oracle guard: no trade", refused=sorted(refused))
             return
+        # One rebalance at a time until it is mined: the next snapshot then already contains it. Mined but
+        # not yet final is fine: the next intent takes the next nonce, so even after a reorg the chain
+        # executes them in the order they were planned.
+        unmined = (State.PLANNED, State.SIMULATED, State.SIGNED, State.BROADCAST)
         if self.pipeline is not None and any(
-            r.intent.kind == "call" for r in self.store.in_flight(self._keeper_address())
+            r.intent.kind == "call" and r.state in unmined for r in self.store.in_flight(self._keeper_address())
         ):
             _log.info("a rebalance is in flight; waiting for it")
             return
@@ -365,7 +401,10 @@ class KeeperApp:
         if len(self._submitted) >= self.cfg.safety.max_rebalances_per_hour and not urgent:
             _log.warning("rate limit: max rebalances per hour reached", limit=self.cfg.safety.max_rebalances_per_hour)
             return
-        self._submit(snap, decision, block)
+        try:
+            self._submit(snap, decision, block)
+        except FencingError as exc:  # the journal refused: another replica leads
+            self._step_down(f"fenced: {exc}")
 
     def build_order(self, snap: Snapshot, plan: Plan) -> NetPlan:
         changes = plan_changes(plan, snap, self.rules)
@@ -470,10 +509,17 @@ class KeeperApp:
     def on_in_flight(self, head: int) -> None:
         if self.pipeline is None:
             return
-        if not self.leadership.held:
+        if not self._leading():
             return
         try:
+            if self._reconcile_due:  # just became the leader: align the shared journal with the chain first
+                plan = self.pipeline.reconcile()
+                self._reconcile_due = False
+                _log.info("journal reconciled with the chain", plan=str(plan)[:300])
             in_flight = self.pipeline.tick()
+        except FencingError as exc:  # the journal or the pre-broadcast check refused: another replica leads
+            self._step_down(f"fenced: {exc}")
+            return
         except KeeperError as exc:
             _log.warning("pipeline tick failed", error=str(exc))
             return
@@ -600,39 +646,99 @@ class KeeperApp:
 
     # --- leadership ----------------------------------------------------------------------------------------------
     def _refresh_leadership(self) -> None:
+        """Take or renew the lease and publish the result (the Renewer thread calls this every interval).
+
+        On a gain the fencing epoch is installed in the journal before the worker may act on it; any failure
+        (database down, fenced) means standby: a hiccup must never let two leaders sign.
+        """
+        with self._leader_lock:
+            started = time.monotonic()
+            epoch: int | None = None
+            try:
+                leadership = self.lease.acquire()
+                if leadership.held:
+                    epoch = self._fence_epoch(leadership.epoch)
+            except Exception as exc:
+                leadership = Leadership(False, "?", 0, f"lease check failed: {exc.__class__.__name__}: {exc}"[:300])
+            if leadership.held:
+                ttl = self.lease.ttl_seconds if isinstance(self.lease, PostgresLease) else float("inf")
+                # the database's expiry is `ttl` after it ran the statement, i.e. after `started`: trusting
+                # 90% of it locally stops this process on its own after a pause, before any fence is needed
+                self._lease_deadline = started + 0.9 * ttl
+            self._publish(leadership, epoch)
+
+    def _publish(self, leadership: Leadership, epoch: int | None) -> None:
         before = self.leadership.held
-        try:
-            self.leadership = self.lease.acquire()
-        except Exception as exc:  # a database hiccup must never let two leaders sign: step down
-            self.leadership = Leadership(False, "?", 0, f"lease check failed: {exc.__class__.__name__}")
-        held = self.leadership.held
+        held = leadership.held
+        if self.pipeline is not None:
+            self.pipeline.config = replace(self.pipeline.config, epoch=epoch if held else self._standby_epoch())
+        if held and not before:
+            self._reconcile_due = True
+        if not held:
+            self._lease_deadline = 0.0
+            self._installed_epoch = None
+        previous, self.leadership = self.leadership, leadership
         if held != before:
             self.metrics.leadership_changes.inc()
-            _log.warning("leadership changed", leader=held, detail=self.leadership.detail)
-        if held and self.pipeline is not None:
-            self.pipeline.config = replace(self.pipeline.config, epoch=self._fence_epoch())
+            _log.warning("leadership changed", leader=held, holder=leadership.holder, detail=leadership.detail)
+        elif held and leadership.epoch != previous.epoch:
+            # our own lease had lapsed (a pause, a slow database) and nobody took it: a new term, a new epoch
+            _log.warning("lease lapsed and re-taken: new epoch", epoch=leadership.epoch, previous=previous.epoch)
+        if held:
+            self._standby_logged = None
+        elif self._standby_logged != leadership.holder:
+            self._standby_logged = leadership.holder
+            _log.warning("standby: not the leader, not sending", leader=leadership.holder, reason=leadership.detail)
         self.metrics.leader.set(1 if held else 0)
-        self.health.set_check("leader", held, self.leadership.detail)
+        self.health.set_check("leader", held, leadership.detail)
+        self.metrics.ready.set(1 if self.health.ready()[0] else 0)
 
-    def _fence_epoch(self) -> int | None:
+    def _step_down(self, reason: str) -> None:
+        """The journal refused a write or a broadcast: stop acting as leader at once (the Renewer re-checks)."""
+        with self._leader_lock:
+            self._publish(Leadership(False, self.leadership.holder, 0, reason[:300]), None)
+
+    def _leading(self) -> bool:
+        """Leader, and the lease was renewed recently enough to be trusted (false right after a long pause)."""
+        return self.leadership.held and time.monotonic() < self._lease_deadline
+
+    def _standby_epoch(self) -> int | None:
+        """The pipeline's epoch while not leading: 0 (never an epoch) under the lease, so the journal refuses."""
+        return 0 if isinstance(self.lease, PostgresLease) else None
+
+    def _fence_epoch(self, epoch: int) -> int | None:
+        """Install the lease epoch as the sender's fencing token (fenced itself: only a live holder may)."""
         if isinstance(self.lease, PostgresLease):
-            sender = self._keeper_address()
-            if self.store.epoch(sender) != self.leadership.epoch:
-                self.store.set_epoch(sender, self.leadership.epoch)
-            return self.leadership.epoch
+            if self._installed_epoch != epoch:  # once per term: no row lock on every renewal
+                self.store.set_epoch(self._keeper_address(), epoch)
+                self._installed_epoch = epoch
+            return epoch
         return None
+
+    def _check_fence(self) -> None:
+        """Immediately before every broadcast: still leading, and the journal agrees (epoch + unexpired lease)."""
+        epoch = self.pipeline.config.epoch if self.pipeline is not None else None
+        if not self._leading() or not epoch:
+            raise FencingError("not the leader (or the lease was not renewed in time); not sending")
+        if isinstance(self.store, PostgresStore):
+            self.store.check_fence(self._keeper_address(), epoch)
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
         self.signer = self._signer()
         self.health.set_check("signer", True, "dry run" if self.signer is None else "ready")
-        self._refresh_leadership()
         if self.signer is not None:
             self.pipeline = self._pipeline()
-            if self.leadership.held:
-                self.pipeline.config = replace(self.pipeline.config, epoch=self._fence_epoch())
+        self._refresh_leadership()
+        if self.pipeline is not None and self._leading():
+            try:
                 plan = self.pipeline.reconcile()
+                self._reconcile_due = False
                 _log.info("journal reconciled with the chain", plan=str(plan)[:300])
+            except FencingError as exc:
+                self._step_down(f"fenced: {exc}")
+            except KeeperError as exc:  # the first in-flight tick retries
+                _log.warning("reconcile failed; retrying on the next tick", error=str(exc)[:300])
 
     def run(self) -> int:
         s = self.cfg.schedule
@@ -650,6 +756,9 @@ class KeeperApp:
         )
         try:
             self.start()
+            lease_seconds = self.lease.ttl_seconds if isinstance(self.lease, PostgresLease) else None
+            self._renewer = Renewer(self._refresh_leadership, renew_interval(lease_seconds, s.poll_seconds))
+            self._renewer.start()
             daemon = Daemon(
                 head=self.head,
                 on_block=self.on_block,
@@ -663,6 +772,8 @@ class KeeperApp:
             clean = daemon.run_until_signal()
             return 0 if clean else 1
         finally:
+            if self._renewer is not None:
+                self._renewer.stop()
             try:
                 self.lease.release()
             except Exception as exc:
