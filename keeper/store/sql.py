@@ -14,8 +14,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from keeper.ha.lease import FENCE_SQL
 from keeper.store.base import FencingError, StaleStateError
 from keeper.store.model import (
     MUTABLE_FIELDS,
@@ -221,6 +222,7 @@ class SqlStore:
             ).fetchone()
             if row is not None:
                 return _intent_row(row), False
+            self._fence(cur, sender, None)  # only the leader journals new intents
             event = intent.expected_event
             row = self._run(
                 cur,
@@ -299,6 +301,7 @@ class SqlStore:
             epoch = self._ensure_sender(cur, sender)  # row lock: reservations of one sender are serialised
             if expected_epoch is not None and epoch != expected_epoch:
                 raise FencingError(f"sender epoch is {epoch}, this keeper holds {expected_epoch}; not reserving")
+            self._fence(cur, sender, epoch)  # and the lease at that epoch is ours and unexpired, in this transaction
             row = self._run(cur, "SELECT nonce, state FROM intents WHERE id = ? AND sender = ?", (intent_id, sender))
             found = row.fetchone()
             if found is None:
@@ -320,6 +323,7 @@ class SqlStore:
     def add_attempt(self, intent_id: int, attempt: NewAttempt, expected: State, new: State) -> Attempt:
         check_transition(expected, new)
         with self._tx() as cur:
+            self._fence_intent(cur, intent_id)  # signed bytes are stored only by the current leader
             moved = self._run(
                 cur,
                 "UPDATE intents SET state = ? WHERE id = ? AND state = ? AND nonce = ?",
@@ -391,7 +395,18 @@ class SqlStore:
     def set_epoch(self, sender: str, epoch: int) -> None:
         with self._tx() as cur:
             self._ensure_sender(cur, sender)
+            self._fence_epoch(cur, epoch)  # only a live holder of the lease at `epoch` may install it
             self._run(cur, "UPDATE senders SET epoch = ? WHERE sender = ?", (epoch, sender))
+
+    # --- fencing hooks (PostgresStore with a bound lease; no-ops otherwise) ------------------------------------
+    def _fence(self, cur: _Cursor, sender: str, epoch: int | None) -> None:
+        """Raise FencingError unless this process leads `sender` (at `epoch`, default: the sender's epoch)."""
+
+    def _fence_intent(self, cur: _Cursor, intent_id: int) -> None:
+        """`_fence` for the sender of `intent_id`."""
+
+    def _fence_epoch(self, cur: _Cursor, epoch: int) -> None:
+        """Raise FencingError unless this process holds the lease at `epoch`, unexpired."""
 
     # --- keeper state and records -----------------------------------------------------------------------
     def get_state(self, key: str) -> str | None:
@@ -479,20 +494,94 @@ class PostgresStore(SqlStore):
         if schema is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
             raise ValueError("postgres schema: must match [a-z_][a-z0-9_]*")
         self.schema = schema
+        self._url = url
         self._conn = psycopg.connect(url, autocommit=True)
         self._lock = threading.RLock()  # one connection shared by the daemon's threads
-        if schema is not None:
-            self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            self._conn.execute(f'SET search_path TO "{schema}"')
-        self._migrate()
+        self._lease: tuple[str, str] | None = None  # (lease name, holder) once bound: every send is fenced
+        self._idle_timeout_ms = 0
+        # two replicas starting at once: one creates the schema and migrates, the other waits and finds it done
+        self._conn.execute("SELECT pg_advisory_lock(hashtext('keeper.migrate'))")
+        try:
+            if schema is not None:
+                self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                self._conn.execute(f'SET search_path TO "{schema}"')
+            self._migrate()
+        finally:
+            self._conn.execute("SELECT pg_advisory_unlock(hashtext('keeper.migrate'))")
+
+    def _reconnect(self) -> None:
+        """After the server ended the session (e.g. idle in a transaction past the lease while paused)."""
+        import psycopg
+
+        self._conn = psycopg.connect(self._url, autocommit=True)
+        if self.schema is not None:
+            self._conn.execute(f'SET search_path TO "{self.schema}"')
+        if self._idle_timeout_ms:
+            self._conn.execute(f"SET idle_in_transaction_session_timeout = {self._idle_timeout_ms}")
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
 
     @contextmanager
     def _tx(self) -> Iterator[_Cursor]:
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-            yield cur
+        with self._lock:
+            if self._lease is not None and (self._conn.closed or self._conn.broken):
+                self._reconnect()
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                yield cur
+
+    # --- fencing: the lease row (keeper.ha.lease, same database and schema) checked in the write's transaction
+    def bind_lease(self, name: str, holder: str, ttl_seconds: float | None = None) -> None:
+        """From now on, journalling an intent, reserving a nonce, storing a signed transaction and installing
+        an epoch require `holder` to hold lease `name` (at the sender's epoch), unexpired on the database
+        clock, checked in the same transaction (FENCE_SQL, FOR SHARE: a takeover waits for the commit).
+
+        With `ttl_seconds` (the lease period) the server ends this session when it sits inside a transaction
+        longer than that: a process paused while holding a row lock cannot hold up the standby's takeover
+        (the session is reopened on the next use)."""
+        self._lease = (name, holder)
+        if ttl_seconds is not None:
+            with self._lock:
+                self._idle_timeout_ms = max(100, int(ttl_seconds * 1000))
+                self._conn.execute(f"SET idle_in_transaction_session_timeout = {self._idle_timeout_ms}")
+
+    def check_fence(self, sender: str, epoch: int) -> None:
+        """FencingError unless the sender's epoch is `epoch` and this holder's lease at it is unexpired."""
+        with self._tx() as cur:
+            row = self._run(cur, "SELECT epoch FROM senders WHERE sender = ?", (sender,)).fetchone()
+            current = int(row[0]) if row else 0
+            if current != epoch:
+                raise FencingError(f"sender epoch is {current}, this keeper holds {epoch}; not sending")
+            self._fence(cur, sender, epoch)
+
+    def _lease_live(self, cur: _Cursor, epoch: int) -> bool:
+        assert self._lease is not None
+        name, holder = self._lease
+        params = {"lease": name, "holder": holder, "epoch": epoch}
+        return cast(Any, cur).execute(FENCE_SQL, params).fetchone() is not None
+
+    def _fence(self, cur: _Cursor, sender: str, epoch: int | None) -> None:
+        if self._lease is None:
+            return
+        if epoch is None:
+            row = self._run(cur, "SELECT epoch FROM senders WHERE sender = ?", (sender,)).fetchone()
+            epoch = int(row[0]) if row else 0
+        if not self._lease_live(cur, epoch):
+            raise FencingError(
+                f"lease {self._lease[0]!r} is not held by {self._lease[1]!r} at epoch {epoch} "
+                "(expired or taken over); not writing"
+            )
+
+    def _fence_intent(self, cur: _Cursor, intent_id: int) -> None:
+        if self._lease is None:
+            return
+        row = self._run(cur, "SELECT sender FROM intents WHERE id = ?", (intent_id,)).fetchone()
+        if row is not None:
+            self._fence(cur, str(row[0]), None)
+
+    def _fence_epoch(self, cur: _Cursor, epoch: int) -> None:
+        if self._lease is not None and not self._lease_live(cur, epoch):
+            raise FencingError(f"lease {self._lease[0]!r} at epoch {epoch} is not held by {self._lease[1]!r}")
 
     def close(self) -> None:
         self._conn.close()
