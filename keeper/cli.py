@@ -127,7 +127,7 @@ def cmd_fees(args: argparse.Namespace) -> int:
     """Print fees and gas attributed to each vault, per rebalance."""
     from keeper.account import render_table
     from keeper.config import load_config
-    from keeper.daemon.app import attribution_records
+    from keeper.daemon.app import LEDGER_KEY, attribution_records
     from keeper.store import open_store
 
     cfg = load_config(args.config)
@@ -138,12 +138,22 @@ def cmd_fees(args: argparse.Namespace) -> int:
     store = open_store(url.get_secret_value() if url else path)
     try:
         records = attribution_records(store)
+        ledger_text = store.get_state(LEDGER_KEY)
     finally:
         store.close()
+    ledger = json.loads(ledger_text) if ledger_text else None
     if args.format == "json":
-        print(json.dumps([r.to_json_dict() for r in records], indent=1))
-    else:
-        print(render_table(records) if records else "no rebalance has been accounted yet")
+        print(json.dumps({"rebalances": [r.to_json_dict() for r in records], "ledger": ledger}, indent=1))
+        return 0
+    print(render_table(records) if records else "no rebalance has been accounted yet")
+    if ledger is not None:
+        pools = ledger["ledger"]["pools"]
+        for pool in pools:
+            print(f"\nfee ledger, pool {pool['pool_id']}: {len(pool['acc']) - 1} rebalances, total cost "
+                  f"{int(pool['total_cost']) / 10**6:,.6f} USD, charged {int(pool['total_charged']) / 10**6:,.6f} USD")
+            for holder in pool["holders"]:
+                print(f"  vault {holder['holder_id']}: charged {int(holder['charged']) / 10**6:,.6f} USD "
+                      f"(settled at rebalance {holder['settled_at']})")
     return 0
 
 

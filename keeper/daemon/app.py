@@ -26,7 +26,15 @@ from web3.providers import HTTPProvider
 from web3.types import RPCEndpoint
 
 from keeper import log
-from keeper.account import attribute, record_from_json_dict
+from keeper.account import (
+    Ledger,
+    attribute,
+    change_position,
+    ledger_from_json_dict,
+    ledger_to_json_dict,
+    record_from_json_dict,
+    record_rebalance,
+)
 from keeper.account.attribution import AttributionRecord
 from keeper.chain.artifacts import abi as load_abi
 from keeper.chain.oracle import OracleRules, Verdict
@@ -50,7 +58,7 @@ from keeper.net import (
     oracle_from_snapshot,
     order_abi,
 )
-from keeper.snapshot import Memory, Snapshot, memory_from_json_dict
+from keeper.snapshot import Memory, Snapshot, feed_price_usd30, memory_from_json_dict
 from keeper.store import (
     ExpectedEvent,
     FencingError,
@@ -66,6 +74,9 @@ from keeper.store import (
 _log = log.get("keeper.daemon")
 
 MEMORY_KEY = "decision.memory"
+LEDGER_KEY = "fee.ledger"
+LEDGER_POOL = "account"
+MICRO_USD = 10**24  # USD × 1e30 → micro-USD
 ACCOUNTED = "accounted"
 ATTRIBUTION = "attribution"
 PENDING = "pending"  # intent id → {"plan": ..., "memory_after": ...}
@@ -529,11 +540,16 @@ class KeeperApp:
         self._account(head)
 
     def _account(self, head: int) -> None:
+        """Account every finished rebalance once: attribution record, fee ledger, memory, metrics.
+
+        Each write is idempotent (records are append-once, the ledger remembers the last rebalance it
+        applied) and the intent is marked accounted last, so a crash in between repeats nothing twice.
+        """
         for record in self.store.all_intents(self._keeper_address()):
             if record.state not in (State.CONFIRMED, State.FINALIZED, State.FAILED, State.CANCELLED):
                 continue
             pending_text = self.store.get_state(f"{PENDING}:{record.id}")
-            if pending_text is None or not self.store.add_record(ACCOUNTED, f"{record.id:010d}", record.state.value):
+            if pending_text is None or self.store.get_state(f"{ACCOUNTED}:{record.id}") is not None:
                 continue
             if record.outcome != "success":
                 self.metrics.rebalances.labels(result=record.outcome or record.state.value).inc()
@@ -544,26 +560,60 @@ class KeeperApp:
                     outcome=record.outcome,
                     error=record.error,
                 )
+                self.store.put_state(f"{ACCOUNTED}:{record.id}", record.state.value)
                 continue
             pending = json.loads(pending_text)
+            try:
+                attribution, snap = self._attribute(record, pending)
+            except Exception as exc:  # accounting must never stop the keeper; the log says what is missing
+                _log.error("attribution failed", intent_id=record.id, error=f"{exc.__class__.__name__}: {exc}")
+                attribution, snap = None, None
+            if attribution is not None and snap is not None:
+                self.store.add_record(
+                    ATTRIBUTION,
+                    f"{attribution.rebalance_id:010d}",
+                    json.dumps(attribution.to_json_dict(), sort_keys=True),
+                )
+                self._charge_ledger(snap, attribution)
+                for cost in attribution.vaults:
+                    self.metrics.gas_spent.labels(vault=str(cost.vault_id)).inc(cost.gas_wei)
+                    for asset, fee in enumerate(cost.fee_tokens):
+                        if fee:
+                            symbol = pending["plan"]["assets"][asset]
+                            self.metrics.fees_paid.labels(vault=str(cost.vault_id), asset=symbol).inc(fee)
             self.save_memory(memory_from_json_dict(pending["memory_after"]))
             self.metrics.rebalances.labels(result="success").inc()
-            try:
-                attribution = self._attribute(record, pending)
-            except Exception as exc:  # accounting must never stop the keeper; the record says what is missing
-                _log.error("attribution failed", intent_id=record.id, error=f"{exc.__class__.__name__}: {exc}")
-                continue
-            self.store.add_record(
-                ATTRIBUTION, f"{attribution.rebalance_id:010d}", json.dumps(attribution.to_json_dict(), sort_keys=True)
-            )
-            for cost in attribution.vaults:
-                self.metrics.gas_spent.labels(vault=str(cost.vault_id)).inc(cost.gas_wei)
-                for asset, fee in enumerate(cost.fee_tokens):
-                    if fee:
-                        symbol = pending["plan"]["assets"][asset]
-                        self.metrics.fees_paid.labels(vault=str(cost.vault_id), asset=symbol).inc(fee)
+            self.store.put_state(f"{ACCOUNTED}:{record.id}", "success")
 
-    def _attribute(self, record: IntentRecord, pending: Mapping[str, Any]) -> AttributionRecord:
+    def load_ledger(self) -> Ledger:
+        text = self.store.get_state(LEDGER_KEY)
+        return Ledger() if text is None else ledger_from_json_dict(json.loads(text)["ledger"])
+
+    def _charge_ledger(self, snap: Snapshot, attribution: AttributionRecord) -> None:
+        """The fee ledger (pool "account", holders = vaults, positions = equity in micro-USD at the plan's
+        snapshot): the rebalance's whole cost (fees + gas, micro-USD, rounded down) is borne by what was
+        held at that rebalance. Applied once per rebalance id; survives restarts in the journal."""
+        text = self.store.get_state(LEDGER_KEY)
+        applied = -1 if text is None else int(json.loads(text)["last_rebalance_id"])
+        if attribution.rebalance_id <= applied:
+            return
+        ledger = self.load_ledger()
+        pool = ledger.pool(LEDGER_POOL)
+        for book in snap.books:
+            holder = pool.holder(str(book.vault_id))
+            target = book.equity_usd // MICRO_USD
+            ledger, _ = change_position(
+                ledger, LEDGER_POOL, str(book.vault_id), target - (holder.position if holder else 0)
+            )
+        eth = next((a for a in snap.assets if a.symbol == "WETH"), None)
+        gas_usd30 = attribution.gas_wei * feed_price_usd30(eth) // 10**18 if eth is not None else 0
+        cost = (sum(v.fee_usd30 for v in attribution.vaults) + gas_usd30) // MICRO_USD
+        if ledger.pool(LEDGER_POOL).total_position > 0:
+            ledger, _ = record_rebalance(ledger, LEDGER_POOL, cost)
+        document = {"last_rebalance_id": attribution.rebalance_id, "ledger": ledger_to_json_dict(ledger)}
+        self.store.put_state(LEDGER_KEY, json.dumps(document, sort_keys=True))
+
+    def _attribute(self, record: IntentRecord, pending: Mapping[str, Any]) -> tuple[AttributionRecord, Snapshot]:
         w3 = self.endpoints.w3()
         assert record.mined_tx_hash is not None
         receipt = w3.eth.get_transaction_receipt(record.mined_tx_hash)  # type: ignore[arg-type]
@@ -590,7 +640,7 @@ class KeeperApp:
         mined_at = int(w3.eth.get_block(int(receipt["blockNumber"]))["timestamp"])
         for vp in plan.vaults:
             self.metrics.last_rebalance.labels(vault=str(vp.vault_id)).set(mined_at)
-        return attribute(net, execution, rebalance_id)
+        return attribute(net, execution, rebalance_id), snap
 
     # --- exports -------------------------------------------------------------------------------------------------
     def _export_snapshot(self, snap: Snapshot) -> None:

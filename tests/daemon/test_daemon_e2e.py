@@ -170,4 +170,17 @@ def test_daemon_rebalances_on_every_trigger_and_stops_cleanly(
     assert daemon["proc"].wait(timeout=20) == 0
     log = daemon["log"].read_text()
     assert "Traceback" not in log
+    # after the restart-equivalent (a new process reading the journal): fees, gas and the fee ledger
+    config = str(daemon["log"].parent / "keeper.toml")
+    fees = subprocess.run([sys.executable, "-m", "keeper.cli", "fees", "--config", config, "--format", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert fees.returncode == 0, fees.stderr
+    accounted = json.loads(fees.stdout)
+    assert len(accounted["rebalances"]) >= 5
+    for record in accounted["rebalances"]:  # shares sum exactly to what was paid
+        assert sum(v["gas_wei"] for v in record["vaults"]) + record.get("unattributed_gas_wei", 0) == record["gas_wei"]
+    pool = accounted["ledger"]["ledger"]["pools"][0]
+    assert int(pool["total_cost"]) > 0
+    charged = sum(int(h["charged"]) for h in pool["holders"])
+    assert charged <= int(pool["total_cost"])  # never overcharged; the rest is carried, not lost
     assert "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"[2:] not in log  # the signer key
