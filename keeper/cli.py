@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from keeper.errors import ConfigError, KeeperError, ReadError
 
@@ -96,7 +97,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from keeper.decide import Rules, decide, plan_to_json_dict, render_table
     from keeper.snapshot import snapshot_from_json_dict
 
-    snap = snapshot_from_json_dict(_read_json(args.snapshot, "snapshot"))
+    data = _read_json(args.snapshot, "snapshot")
+    if isinstance(data, dict) and data.get("kind") == "lyf":
+        return _plan_lyf(data, args.format)
+    snap = snapshot_from_json_dict(data)
     rules = {b.vault_id: Rules() for b in snap.books}
     if args.config:
         from keeper.config import load_config
@@ -120,6 +124,60 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for halt in decision.halts:
         print(f"  HALT: {halt.reason()} {halt.detail}")
     print(render_table(decision.plan) if decision.plan else "no plan: nothing to do")
+    return 0
+
+
+def _plan_lyf(data: dict[str, object], fmt: str) -> int:
+    """An LYF snapshot: {"kind": "lyf", <LyfState fields>, optional "last_price_num"/"last_price_den", "rules"}."""
+    from dataclasses import fields
+    from fractions import Fraction
+
+    from keeper.decide.lyf import LyfRules, LyfState, plan, position, triggers
+    from keeper.errors import InputError
+
+    values: dict[str, int] = {}
+    for f in fields(LyfState):
+        raw = data.get(f.name, 30 if f.name == "fee_bps" else None)
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise InputError(f.name, "missing" if raw is None else f"expected a non-negative integer, got {raw!r:.40}")
+        values[f.name] = raw
+    if values["lp_supply"] == 0 or values["price_den"] == 0:
+        raise InputError("lp_supply" if values["lp_supply"] == 0 else "price_den", "must be positive")
+    state = LyfState(**values)
+    rules_data = data.get("rules", {})
+    if not isinstance(rules_data, dict):
+        raise InputError("rules", "expected an object")
+    try:
+        rules = LyfRules(**{k: int(v) for k, v in rules_data.items()})
+    except TypeError as exc:
+        raise InputError("rules", str(exc)) from None
+    last_num, last_den = data.get("last_price_num"), data.get("last_price_den")
+    last = None
+    if isinstance(last_num, int) and isinstance(last_den, int) and last_den:
+        last = Fraction(last_num, last_den)
+    fired = triggers(state, rules, last)
+    pos = position(state)
+    result = plan(state, rules) if fired.fired else None
+    out: dict[str, Any] = {
+        "leverage": str(pos.leverage.limit_denominator(10**12)),
+        "fired": list(fired.reasons),
+        "plan": None if result is None else {
+            "lp_to_remove": result.lp_to_remove, "stable_to_swap": result.stable_to_swap,
+            "volatile_to_swap": result.volatile_to_swap, "min_out": result.min_out,
+            "repay_stable": result.repay_stable, "repay_volatile": result.repay_volatile,
+            "final_leverage": str(result.final_leverage.limit_denominator(10**12)),
+            "final_delta": result.final_delta, "slippage_bps": str(result.slippage_bps.limit_denominator(10**6)),
+            "pool_price_after": str(result.pool_price_after.limit_denominator(10**12)),
+        },
+    }
+    if fmt == "json":
+        print(json.dumps(out, indent=1))
+    else:
+        print(f"LYF position: leverage {out['leverage']}; " + ("; ".join(out["fired"]) or "within its band"))
+        for key, value in (out["plan"] or {}).items():
+            print(f"  {key}: {value}")
+        if out["plan"] is None:
+            print("no plan: nothing to do")
     return 0
 
 

@@ -162,3 +162,29 @@ def test_triggers_edges_and_no_plan_inside_band() -> None:
     assert any(r.startswith("leverage 3.") for r in fired.reasons)
     slight = levered_state(Fraction(1005, 1000))
     assert not triggers(slight, rules, last_price=calm.price).fired  # within band, small move, small delta
+
+
+def test_keeper_plan_accepts_an_lyf_snapshot(tmp_path: object) -> None:
+    import json
+    import subprocess
+    import sys
+    from dataclasses import asdict
+    from pathlib import Path
+
+    s = levered_state(Fraction(11, 10), debt_growth=Fraction(1001, 1000), rewards=20_000 * E6, pool_scale=10)
+    calm = levered_state()
+    path = Path(str(tmp_path)) / "lyf.json"
+    path.write_text(json.dumps({"kind": "lyf", **asdict(s), "last_price_num": calm.price_num,
+                                "last_price_den": calm.price_den}))
+    out = subprocess.run([sys.executable, "-m", "keeper.cli", "plan", "--snapshot", str(path), "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    expected = plan(s, LyfRules())
+    assert result["plan"]["lp_to_remove"] == expected.lp_to_remove
+    assert result["plan"]["repay_volatile"] == expected.repay_volatile
+    assert any("price moved" in r for r in result["fired"])
+    path.write_text(json.dumps({"kind": "lyf", **{**asdict(s), "lp_supply": "many"}}))
+    bad = subprocess.run([sys.executable, "-m", "keeper.cli", "plan", "--snapshot", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "lp_supply: expected a non-negative integer" in bad.stderr
