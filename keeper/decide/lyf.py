@@ -55,6 +55,8 @@ class LyfRules:
     price_move_bps: int = 1_000  # or when the oracle moved ≥ 10% since the last rebalance
     delta_tolerance_bps: int = 200  # or |LP volatile − volatile debt| > 2% of the debt
     slippage_bps: int = 50  # min-out tolerance below the expected swap output
+    deadline_seconds: int = 48 * 3600  # must run at least this often (overrides the cost gate)
+    cost_gate_bps: int = 100  # a non-urgent rebalance costing more than this share of what it corrects waits
 
 
 @dataclass(frozen=True)
@@ -236,14 +238,31 @@ class LyfTrigger:
     reasons: tuple[str, ...]
 
 
-def triggers(s: LyfState, rules: LyfRules, last_price: Fraction | None) -> LyfTrigger:
-    """Leverage outside its band, oracle moved beyond its threshold, or delta beyond tolerance."""
+def triggers(
+    s: LyfState,
+    rules: LyfRules,
+    last_price: Fraction | None,
+    *,
+    now: int | None = None,
+    last_rebalance_at: int | None = None,
+    gas_cost_stable: int = 0,
+) -> LyfTrigger:
+    """Leverage outside its band, oracle moved beyond its threshold, delta beyond tolerance, or the
+    must-run-by deadline; then the decision core's cost/benefit gate for the non-urgent ones.
+
+    Urgent (never gated): leverage above the band's top (liquidation side) and the deadline. The gate
+    compares the plan's cost (swap fee and price impact at the oracle + `gas_cost_stable`) with what it
+    corrects (|delta| at the oracle + the leverage excess in stable) and defers when cost/benefit is
+    above `cost_gate_bps`.
+    """
     pos = position(s)
     target = Fraction(rules.target_leverage_bps, BPS)
-    reasons = []
+    reasons: list[str] = []
+    urgent = False
     band = Fraction(rules.leverage_band_bps, BPS)
     if abs(pos.leverage - target) > band:
         reasons.append(f"leverage {_dec(pos.leverage)} outside {_dec(target, 2)} ± {_dec(band, 2)}")
+        urgent = pos.leverage > target
     if last_price is not None and last_price > 0:
         move = abs(s.price / last_price - 1) * BPS
         if move >= rules.price_move_bps:
@@ -253,4 +272,16 @@ def triggers(s: LyfState, rules: LyfRules, last_price: Fraction | None) -> LyfTr
             f"delta {_dec(pos.delta * 100 / s.debt_volatile, 2)}% of the volatile debt > "
             f"{rules.delta_tolerance_bps / 100:.2f}%"
         )
+    if now is not None and last_rebalance_at is not None and now - last_rebalance_at >= rules.deadline_seconds:
+        reasons.append(f"deadline: {now - last_rebalance_at} s since the last rebalance ≥ {rules.deadline_seconds} s")
+        urgent = True
+    if reasons and not urgent:
+        candidate = plan(s, rules)
+        swapped = candidate.stable_to_swap or candidate.volatile_to_swap * s.price
+        cost = Fraction(swapped) * candidate.slippage_bps / BPS + gas_cost_stable
+        benefit = abs(pos.delta) * s.price + max(pos.leverage - target, Fraction(0)) * pos.equity
+        if benefit == 0 or cost * BPS > rules.cost_gate_bps * benefit:
+            share = "∞" if benefit == 0 else _dec(cost * BPS / benefit, 2)
+            return LyfTrigger(False, (*reasons, f"deferred by the cost gate: cost {share} bps of what it corrects "
+                                               f"> {rules.cost_gate_bps} bps"))
     return LyfTrigger(bool(reasons), tuple(reasons))

@@ -188,3 +188,13 @@ def test_keeper_plan_accepts_an_lyf_snapshot(tmp_path: object) -> None:
     bad = subprocess.run([sys.executable, "-m", "keeper.cli", "plan", "--snapshot", str(path)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "lp_supply: expected a non-negative integer" in bad.stderr
+
+
+def test_cost_gate_defers_a_marginal_rebalance_and_the_deadline_overrides_it() -> None:
+    s = levered_state(Fraction(1005, 1000))  # small move: delta just beyond a tight tolerance
+    tight = LyfRules(delta_tolerance_bps=10)
+    assert triggers(s, tight, None).fired  # cheap relative to what it corrects: goes ahead
+    gated = triggers(s, tight, None, gas_cost_stable=10**12)  # $1M of gas for a tiny correction
+    assert not gated.fired and "deferred by the cost gate" in gated.reasons[-1]
+    due = triggers(s, tight, None, gas_cost_stable=10**12, now=200_000, last_rebalance_at=200_000 - 48 * 3600)
+    assert due.fired and any(r.startswith("deadline") for r in due.reasons)
