@@ -59,6 +59,13 @@ typecheck: setup
 pytest: setup
 	$(VENV_BIN)/pytest -q $(PYTEST_ARGS)
 
+# every fault and abuse scenario (slow ones included), then RELIABILITY.md from their result rows
+.PHONY: faults
+faults: setup
+	rm -f .keeper/reliability/results.jsonl
+	$(VENV_BIN)/pytest -q -m "slow or not slow" tests/faults || status=$$?; \
+	$(VENV_BIN)/python -m keeper.faults.report; exit $${status:-0}
+
 # --- tools -----------------------------------------------------------------------------------
 abis: node_modules/.installed
 	node contracts/compile.mjs

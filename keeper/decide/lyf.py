@@ -56,7 +56,9 @@ class LyfRules:
     delta_tolerance_bps: int = 200  # or |LP volatile − volatile debt| > 2% of the debt
     slippage_bps: int = 50  # min-out tolerance below the expected swap output
     deadline_seconds: int = 48 * 3600  # must run at least this often (overrides the cost gate)
-    cost_gate_bps: int = 100  # a non-urgent rebalance costing more than this share of what it corrects waits
+    # a non-urgent rebalance costing more than this share of what it corrects waits; the swap that fixes the
+    # delta is itself the correction, so the ratio is about its slippage (fee + impact): 5% leaves room
+    cost_gate_bps: int = 500
 
 
 @dataclass(frozen=True)
