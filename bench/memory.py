@@ -90,7 +90,8 @@ def main() -> None:
             log.close()
     growth = (end_stats[0] - start_stats[0]) / start_stats[0] * 100
     print(
-        f"| vaults | ticks | wall (s) | ms/tick | RSS start (MiB) | RSS end (MiB) | growth | threads start/end | fds start/end |\n"
+        "| vaults | ticks | wall (s) | ms/tick | RSS start (MiB) | RSS end (MiB) | growth "
+        "| threads start/end | fds start/end |\n"
         f"|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         f"| {args.vaults} | {args.ticks} | {elapsed:.0f} | {elapsed / args.ticks * 1000:.0f} | "
         f"{start_stats[0] / 1024:.1f} | {end_stats[0] / 1024:.1f} | {growth:+.1f}% | "
