@@ -230,7 +230,8 @@ def load_config(path: Path | str, *, secrets_dir: Path | str | None = None) -> K
 
 
 def render_toml(data: dict[str, Any]) -> str:
-    """A small TOML writer for the flat-table configs the devnet produces (str, int, bool, lists)."""
+    """A small TOML writer for the configs the devnet produces (str, int, bool, lists, one level of tables,
+    inline tables inside lists)."""
 
     def scalar(value: Any) -> str:
         if isinstance(value, bool):
@@ -239,6 +240,8 @@ def render_toml(data: dict[str, Any]) -> str:
             return str(value)
         if isinstance(value, list):
             return "[" + ", ".join(scalar(v) for v in value) + "]"
+        if isinstance(value, dict):  # inline table (inside lists, e.g. [[vaults]] entries)
+            return "{" + ", ".join(f"{k} = {scalar(v)}" for k, v in value.items() if v is not None) + "}"
         return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     top = [f"{k} = {scalar(v)}" for k, v in data.items() if not isinstance(v, dict)]

@@ -115,6 +115,8 @@ class Demo:
             config["metrics"] = {"host": "127.0.0.1", "port": port}
             config["schedule"] = {"poll_seconds": 0.2, "in_flight_seconds": 0.2}
             config["chain"] = {**config["chain"], "confirmations": 1}  # type: ignore[dict-item]
+            # the BTC vault trades on volatility bands instead of the fixed 5% drift rule (both policies run)
+            config["vaults"] = [{"id": 2, "name": "btc", "rules": {"drift_policy": "bands"}}]
             config_path.write_text(render_toml(config))
             self.say(dev.describe())
             log_path = o.out / "keeper.log"
