@@ -189,6 +189,11 @@ class _LayoutChangedError(Exception):
     pass
 
 
+def _or_zero(answer: tuple[int, ...] | None) -> int:
+    """A price-dependent view that reverted (allowFailure) reads as 0: the oracle guard refuses it."""
+    return 0 if answer is None else answer[0]
+
+
 _PER_ASSET = 15
 
 
@@ -245,8 +250,10 @@ class SnapshotReader:
             Call(vm, "lastProfitAt()"),
             Call(vm, "lastHarvestAt()"),
             Call(a.glp, "totalSupply()"),
-            Call(a.glp_manager, "getAum(bool)", (True,)),
-            Call(a.glp_manager, "getAum(bool)", (False,)),
+            # price-dependent views revert when a feed is non-positive (GMX's own check): read them with
+            # allowFailure and let a revert show as 0, so the oracle guard refuses instead of the read failing
+            Call(a.glp_manager, "getAum(bool)", (True,), allow_failure=True),
+            Call(a.glp_manager, "getAum(bool)", (False,), allow_failure=True),
             Call(a.gmx_vault, "mintBurnFeeBasisPoints()"),
             Call(a.reward_router, "claimable(address)", (vm,)),
             Call(a.pool, "getUserAccountData(address)", (vm,), ("uint256",) * 6),
@@ -255,8 +262,8 @@ class SnapshotReader:
         for i, (token, feed) in enumerate(zip(layout.tokens, layout.feeds, strict=True)):
             calls += [
                 Call(feed, "latestRoundData()", outputs=("uint80", "int256", "uint256", "uint256", "uint80")),
-                Call(a.gmx_vault, "getMinPrice(address)", (token,)),
-                Call(a.gmx_vault, "getMaxPrice(address)", (token,)),
+                Call(a.gmx_vault, "getMinPrice(address)", (token,), allow_failure=True),
+                Call(a.gmx_vault, "getMaxPrice(address)", (token,), allow_failure=True),
                 Call(a.gmx_vault, "poolAmounts(address)", (token,)),
                 Call(a.gmx_vault, "reservedAmounts(address)", (token,)),
                 Call(a.gmx_vault, "guaranteedUsd(address)", (token,)),
@@ -288,7 +295,7 @@ class SnapshotReader:
                         symbol=layout.symbols[i], address=layout.tokens[i], decimals=layout.decimals[i],
                         is_stable=layout.stable[i], feed=layout.feeds[i], feed_decimals=layout.feed_decimals[i],
                         feed_answer=answer, feed_updated_at=updated_at,
-                        gmx_min_price=x[1][0], gmx_max_price=x[2][0], pool_amount=x[3][0],
+                        gmx_min_price=_or_zero(x[1]), gmx_max_price=_or_zero(x[2]), pool_amount=x[3][0],
                         reserved_amount=x[4][0], guaranteed_usd=x[5][0], global_short_size=x[6][0],
                         global_short_average_price=x[7][0], liquidation_threshold_bps=x[8][0],
                         ltv_bps=x[9][0], borrow_cap_tokens=x[10][0], borrow_rate_ray=x[11][0],
@@ -296,7 +303,7 @@ class SnapshotReader:
                     )
                 )
             glp = Glp(
-                supply=r[10][0], aum_max=r[11][0], aum_min=r[12][0],
+                supply=r[10][0], aum_max=_or_zero(r[11]), aum_min=_or_zero(r[12]),
                 mint_burn_fee_bps=r[13][0], pending_rewards_weth=r[14][0],
             )
             asset_tuple = tuple(assets)

@@ -352,7 +352,11 @@ class KeeperApp:
     # --- the tick ------------------------------------------------------------------------------------------------
     def on_block(self, block: int) -> None:
         with log.bound(block=block):
-            self._tick(block)
+            try:
+                self._tick(block)
+            except ReadError as exc:  # retryable: the next block tries again (no traceback: not a bug)
+                self.health.set_check("chain", False, f"read failed: {exc}"[:200])
+                _log.warning("snapshot read failed; retrying next block", error=str(exc)[:300])
 
     def _tick(self, block: int) -> None:
         # leadership is refreshed by its own thread (Renewer), not here: a block-less chain or a slow tick must
@@ -371,6 +375,10 @@ class KeeperApp:
         self._export_snapshot(snap)
         verdicts = oracle_check(snap, self.oracle_rules, self.oracle_default)
         refused = self._export_oracle(verdicts)
+        if snap.glp.aum_min == 0 or any("non_positive" in verdicts[s].reasons for s in refused):
+            # GLP cannot be priced (a feed is zero or negative): every vault depends on it, so no decision
+            _log.warning("oracle guard: GLP cannot be priced; no decision this block", refused=sorted(refused))
+            return
         if not self.rules or set(self.rules) != {b.vault_id for b in snap.books}:
             self.rules = rules_by_vault(self.cfg, [b.vault_id for b in snap.books])
         decision = decide(snap, self.rules, snap.memory)
