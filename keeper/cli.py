@@ -7,11 +7,12 @@ arguments: one clear message, no traceback), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -230,7 +231,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for_signal() -> None:
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM set the yielded event instead of killing the process, from the moment this is
+    entered: a signal that arrives while anvil starts or the contracts deploy still stops anvil cleanly."""
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -238,8 +242,7 @@ def _wait_for_signal() -> None:
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(0.5):
-            pass
+        yield stop
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -249,13 +252,17 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     """Start anvil, deploy the reference system, run until Ctrl-C."""
     from keeper.devnet.session import start_devnet
 
-    with start_devnet(
+    # the handlers are in place before anything is started or printed: whoever reads "SIGTERM stops anvil"
+    # and sends it at once gets a clean stop, not the default disposition
+    with _stop_signals() as stop, start_devnet(
         port=args.port, block_time=args.block_time, config_out=Path(args.config_out), host=args.host
     ) as dev:
-        print(dev.describe())
-        print(f"config written to {args.config_out}; Ctrl-C or SIGTERM stops anvil (pid {dev.anvil.pid})")
-        sys.stdout.flush()
-        _wait_for_signal()
+        if not stop.is_set():
+            print(dev.describe())
+            print(f"config written to {args.config_out}; Ctrl-C or SIGTERM stops anvil (pid {dev.anvil.pid})")
+            sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
     print("devnet stopped")
     return 0
 
