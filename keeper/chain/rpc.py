@@ -13,7 +13,7 @@ from keeper.errors import ConfigError, ReadError
 
 def connect(url: str, expected_chain_id: int | None = None, *, timeout: float = 10.0) -> Web3:
     """A Web3 on `url`; ReadError when it does not answer, ConfigError when its chain id is wrong."""
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
     try:
         chain_id = int(w3.eth.chain_id)
     except Exception as exc:  # transport errors come in many types

@@ -27,7 +27,8 @@ def check_world(cfg: KeeperSettings, say: Callable[[str], None]) -> int:
     heads: list[int] = []
     w3: Web3 | None = None
     for i, url in enumerate(cfg.chain.rpc_urls):
-        client = Web3(HTTPProvider(url, request_kwargs={"timeout": cfg.chain.request_timeout_seconds}))
+        timeout = {"timeout": cfg.chain.request_timeout_seconds}
+        client = Web3(HTTPProvider(url, request_kwargs=timeout, exception_retry_configuration=None))
         try:
             chain_id = int(client.eth.chain_id)
             heads.append(int(client.eth.block_number))

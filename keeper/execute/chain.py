@@ -177,6 +177,7 @@ class EndpointHealth:
     head: int | None = None
     chain_id_ok: bool | None = None
     consecutive_failures: int = 0
+    cooling_until: float = 0.0  # monotonic; set by `RpcPool.demote` (the daemon's read path saw it fail)
 
     @property
     def error_rate(self) -> float:
@@ -192,16 +193,16 @@ class EndpointHealth:
             self.consecutive_failures += 1
 
 
-def rank(healths: Sequence[EndpointHealth], max_lag: int) -> list[int]:
-    """Endpoint indexes, best first: right chain, within `max_lag` of the best head, fewest recent
+def rank(healths: Sequence[EndpointHealth], max_lag: int, now: float = 0.0) -> list[int]:
+    """Endpoint indexes, best first: not cooling down, within `max_lag` of the best head, fewest recent
     failures, lowest error rate, lowest latency. Endpoints on the wrong chain are excluded."""
     heads = [h.head for h in healths if h.head is not None]
     best = max(heads) if heads else None
 
-    def key(i: int) -> tuple[bool, int, float, float]:
+    def key(i: int) -> tuple[bool, bool, int, float, float]:
         h = healths[i]
         lagging = best is not None and h.head is not None and best - h.head > max_lag
-        return (lagging, min(h.consecutive_failures, 3), round(h.error_rate, 1), h.latency_ewma)
+        return (h.cooling_until > now, lagging, min(h.consecutive_failures, 3), round(h.error_rate, 1), h.latency_ewma)
 
     return sorted((i for i, h in enumerate(healths) if h.chain_id_ok is not False), key=key)
 
@@ -255,27 +256,53 @@ class RpcPool:
             except (TransportError, RpcError, ValueError):
                 self.health[i].record(False, 0.0)
 
+    def demote(self, index: int, seconds: float) -> None:
+        """Rank endpoint `index` last for `seconds` (another component saw it fail or lag)."""
+        if 0 <= index < len(self.health):
+            self.health[index].cooling_until = self.clock() + seconds
+
+    def _head_problem(self, index: int, result: Any) -> str | None:
+        """An eth_blockNumber answer more than max_head_lag behind another endpoint's latest head (a lagging
+        node, or answers from another node) is not trusted: the next endpoint is asked instead."""
+        try:
+            head = int(str(result), 16)
+        except ValueError:
+            return "eth_blockNumber: malformed answer"
+        others = [h.head for i, h in enumerate(self.health) if i != index and h.head is not None]
+        own = self.health[index].head
+        self.health[index].head = head
+        best = max([*others, *([own] if own is not None else [])], default=None)
+        if best is not None and best - head > self.max_head_lag:
+            return f"eth_blockNumber: head {head} is {best - head} blocks behind the latest seen ({best})"
+        return None
+
     def request(self, method: str, params: list[Any]) -> Any:
-        """The first good answer. RpcError (the node's definitive answer) propagates at once; transport
-        failures are retried with backoff, then the next endpoint is tried; ReadError when all fail."""
-        order = rank(self.health, self.max_head_lag) or list(range(len(self.transports)))
+        """The first good answer. RpcError (the node's definitive answer) propagates at once; a transport
+        failure moves on to the next endpoint at once (failover first: one timeout, not several, before
+        another node answers); after every endpoint failed, the round is retried with backoff, up to
+        `retries` times; ReadError when all rounds fail."""
+        order = rank(self.health, self.max_head_lag, self.clock()) or list(range(len(self.transports)))
         last = "no endpoint"
-        for index in order:
-            transport, health = self.transports[index], self.health[index]
-            for attempt in range(self.retries + 1):
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.sleep(backoff_delay(attempt - 1, self.backoff_base, self.backoff_cap, self.rng.random()))
+            for index in order:
+                transport, health = self.transports[index], self.health[index]
                 started = self.clock()
                 try:
                     result = transport.request(method, params)
                 except TransportError as exc:
                     health.record(False, self.clock() - started)
                     last = str(exc)
-                    if attempt < self.retries:
-                        self.sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap, self.rng.random()))
                     continue
                 except RpcError:
                     health.record(True, self.clock() - started)
                     raise
-                health.record(True, self.clock() - started)
+                problem = self._head_problem(index, result) if method == "eth_blockNumber" else None
+                health.record(problem is None, self.clock() - started)
+                if problem is not None:
+                    last = problem
+                    continue
                 return result
         raise ReadError(f"{method}: every endpoint failed (last: {last})")
 

@@ -45,15 +45,22 @@ def test_retries_with_backoff_then_succeeds() -> None:
     assert p.health[0].errors == 2 and p.health[0].consecutive_failures == 0
 
 
-def test_fails_over_to_the_next_endpoint() -> None:
+def test_fails_over_to_the_next_endpoint_before_retrying() -> None:
     dead, alive = Scripted(fail=100), Scripted()
-    p, _ = pool(dead, alive, retries=1)
+    p, slept = pool(dead, alive, retries=2)
     assert p.request("eth_blockNumber", []) == "0x10"
-    assert alive.calls == ["eth_blockNumber"]
-    # the dead one is now ranked last
-    alive.calls.clear()
+    # one try on the dead endpoint, no backoff: the next endpoint answers within the same request
+    assert dead.calls == ["eth_blockNumber"] and alive.calls == ["eth_blockNumber"] and slept == []
+    # the dead one is now ranked last and not asked at all
     p.request("eth_blockNumber", [])
-    assert dead.calls.count("eth_blockNumber") == 2 and alive.calls == ["eth_blockNumber"]
+    assert dead.calls == ["eth_blockNumber"] and alive.calls == ["eth_blockNumber"] * 2
+
+
+def test_rounds_over_every_endpoint_are_retried_with_backoff() -> None:
+    a, b = Scripted(fail=1), Scripted(fail=1)
+    p, slept = pool(a, b, retries=1)
+    assert p.request("eth_blockNumber", []) == "0x10"
+    assert a.calls == ["eth_blockNumber"] * 2 and b.calls == ["eth_blockNumber"] and len(slept) == 1
 
 
 def test_all_endpoints_down_is_a_read_error() -> None:
@@ -88,3 +95,47 @@ def test_head_lag_is_tracked() -> None:
     p, _ = pool(behind, Scripted())
     p.refresh_heads()
     assert [h.head for h in p.health] == [16, 16]
+
+
+class Heads:
+    """Answers eth_blockNumber from a script of heads (the last one repeats)."""
+
+    def __init__(self, *heads: int) -> None:
+        self.heads = list(heads)
+        self.calls = 0
+
+    def request(self, method: str, params: list[Any]) -> Any:
+        self.calls += 1
+        return hex(self.heads.pop(0) if len(self.heads) > 1 else self.heads[0])
+
+
+def test_a_head_far_behind_the_others_is_not_trusted() -> None:
+    """Answers that flip to another node (head near 0) or a lagging node: the next endpoint answers."""
+    flipping, good = Heads(100, 2, 101), Heads(100)
+    p, _ = pool(flipping, good, clock=lambda: 0.0)  # type: ignore[arg-type]  # fixed clock: no latency ranking
+    assert p.request("eth_blockNumber", []) == hex(100)  # first answer: nothing to compare with
+    assert p.request("eth_blockNumber", []) == hex(100)  # flipping said 2 (98 behind its own 100): good answers
+    assert flipping.calls == 2 and good.calls == 1 and p.health[0].consecutive_failures == 1
+    assert p.request("eth_blockNumber", []) == hex(100)  # the flipping endpoint now ranks last
+    assert flipping.calls == 2 and good.calls == 2
+    lagging, best = Heads(95), Heads(100)
+    q, _ = pool(lagging, best, max_head_lag=3)  # type: ignore[arg-type]
+    q.health[1].head = 100
+    assert q.request("eth_blockNumber", []) == hex(100)
+    assert lagging.calls == 1 and q.health[0].consecutive_failures == 1
+    within, best2 = Heads(98), Heads(100)
+    r, _ = pool(within, best2, max_head_lag=3)  # type: ignore[arg-type]
+    r.health[1].head = 100
+    assert r.request("eth_blockNumber", []) == hex(98)  # 2 behind: within the tolerated lag
+
+
+def test_demoted_endpoints_rank_last_until_their_cooldown_ends() -> None:
+    now = [0.0]
+    a, b = Scripted(), Scripted()
+    p = RpcPool([a, b], 1, sleep=lambda _: None, clock=lambda: now[0])
+    p.demote(0, 30.0)
+    p.request("eth_blockNumber", [])
+    assert a.calls == [] and b.calls == ["eth_blockNumber"]
+    now[0] = 31.0
+    p.request("eth_blockNumber", [])
+    assert a.calls == ["eth_blockNumber"]
