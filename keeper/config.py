@@ -52,8 +52,10 @@ class ChainSettings(_Section):
     rpc_urls: list[Url] = Field(min_length=1)
     send_url: Url | None = None  # private / MEV-protected endpoint; public broadcast after send_fallback_blocks
     send_fallback_blocks: int = Field(default=3, ge=1)
-    request_timeout_seconds: float = Field(default=10.0, gt=0)
-    max_head_lag_blocks: int = Field(default=3, ge=0)
+    request_timeout_seconds: float = Field(default=5.0, gt=0)  # one try per endpoint, then failover
+    max_head_lag_blocks: int = Field(default=3, ge=0)  # an endpoint further behind the others is failed over
+    failover_cooldown_seconds: float = Field(default=30.0, gt=0)  # a failed endpoint is avoided this long
+    head_probe_seconds: float = Field(default=5.0, gt=0)  # every endpoint's head is checked this often
     confirmations: int = Field(default=2, ge=0)
 
 
@@ -139,6 +141,33 @@ class VaultSettings(_Section):
     rules: dict[str, int | str | list[str]] = Field(default_factory=dict)
 
 
+class LyfPositionSettings(_Section):
+    """One leveraged-LP position the keeper keeps at target leverage and delta-neutral (keeper.decide.lyf)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")  # a metric label: short and bounded
+    position: Address  # the position contract (keeper-only `rebalance`)
+    pair: Address  # its x·y=k pool (token0 = volatile, token1 = stable)
+    volatile: Address
+    stable: Address
+    feed: Address  # Chainlink-style oracle: stable per volatile
+    feed_heartbeat_seconds: int = Field(default=3900, gt=0)  # an older answer is stale: no trade
+    target_leverage_bps: int = Field(default=30_000, gt=10_000)
+    leverage_band_bps: int = Field(default=1_000, gt=0)
+    price_move_bps: int = Field(default=1_000, gt=0)
+    delta_tolerance_bps: int = Field(default=200, gt=0)
+    slippage_bps: int = Field(default=50, gt=0, le=1_000)
+    deadline_seconds: int = Field(default=48 * 3600, gt=0)  # must rebalance at least this often
+    cost_gate_bps: int = Field(default=500, gt=0)
+    gas_units: int = Field(default=400_000, gt=0)  # the cost gate's gas estimate (measured: ~360k)
+    gas_price_wei: int = Field(default=100_000_000, ge=0)  # the cost gate's gas price (0.1 gwei)
+    tx_deadline_seconds: int = Field(default=600, gt=0)  # the transaction's own deadline argument
+    retry_after_blocks: int = Field(default=10, ge=1)  # after a failed LYF intent, wait before re-planning
+
+
+class LyfSettings(_Section):
+    positions: list[LyfPositionSettings] = Field(default_factory=list)
+
+
 class KeeperSettings(BaseSettings):
     """The whole configuration. Build it with `load_config(path)`."""
 
@@ -160,6 +189,7 @@ class KeeperSettings(BaseSettings):
     oracle: OracleSettings = OracleSettings()
     default_rules: dict[str, int | str | list[str]] = Field(default_factory=dict)
     vaults: list[VaultSettings] = Field(default_factory=list)
+    lyf: LyfSettings = LyfSettings()
     slippage_bps: int = Field(default=60, gt=0, le=1000)  # netting: leg minimum below the oracle (fee included)
     deadline_seconds: int = Field(default=600, gt=0)
     hedged_assets: list[str] = Field(default_factory=lambda: ["WETH", "WBTC"], min_length=1)

@@ -91,3 +91,28 @@ def test_shipped_example_configs_are_valid() -> None:
 
     rules = rules_by_vault(template, [0, 1, 2])
     assert rules[1].drift_policy == "bands" and rules[0].drift_policy == "fixed" and rules[2].drift_bps == 500
+
+
+def lyf_position(**over: object) -> dict[str, object]:
+    base: dict[str, object] = {"name": "avax-usdc", **{k: ADDR for k in ("position", "pair", "volatile", "stable",
+                                                                           "feed")}}
+    return {**base, **over}
+
+
+def test_lyf_positions_load_with_planner_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, {**VALID, "lyf": {"positions": [lyf_position(target_leverage_bps=25_000)]}}))
+    (p,) = cfg.lyf.positions
+    assert p.name == "avax-usdc" and p.target_leverage_bps == 25_000 and p.price_move_bps == 1_000
+    assert p.position == "0x1111111111111111111111111111111111111111"
+    assert load_config(write(tmp_path, VALID)).lyf.positions == []  # absent: GLP vaults only
+
+
+def test_bad_lyf_fields_are_named(tmp_path: Path) -> None:
+    bad = lyf_position(name="Not A Label!", pair="0x12", target_leverage_bps=9_000, surprise=1)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, {**VALID, "lyf": {"positions": [bad]}}))
+    text = str(info.value)
+    assert "lyf.positions.0.name: String should match pattern" in text
+    assert "lyf.positions.0.pair: must be a 0x-prefixed 20-byte hex address" in text
+    assert "lyf.positions.0.target_leverage_bps: Input should be greater than 10000" in text
+    assert "lyf.positions.0.surprise: unknown setting" in text

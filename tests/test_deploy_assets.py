@@ -63,7 +63,8 @@ def test_dashboard_queries_use_exported_metrics() -> None:
                 assert name in exported or base in exported, f"{panel['title']}: {name}"
 
 
-BOUNDED_LABELS = {"vault", "asset", "trigger", "result", "endpoint", "reason", "error", "version"}
+# position: a configured LYF position name (pattern-checked, one per configured position)
+BOUNDED_LABELS = {"vault", "asset", "trigger", "result", "endpoint", "reason", "error", "version", "position", "job"}
 
 
 def test_metric_names_follow_conventions() -> None:

@@ -15,6 +15,7 @@ out: the contract counts it in assets, so the planner's leverage differs by dust
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from web3 import Web3
@@ -58,8 +59,33 @@ def lyf_calls(d: LyfAddresses) -> list[Call]:
     ]
 
 
+@dataclass(frozen=True)
+class LyfSnapshot:
+    """`LyfState` plus what the daemon's guards need: the feed's age and the block's time."""
+
+    state: LyfState
+    feed_updated_at: int
+    block_timestamp: int
+    stable_decimals: int
+    min_leverage_bps: int  # the position contract's post-rebalance bounds (it reverts outside them)
+    max_leverage_bps: int
+    max_delta_units: int
+
+
 def read_lyf_state(w3: Web3, d: LyfAddresses, block: int) -> LyfState:
     """The position and its pool at `block` (see the module docstring for loose tokens)."""
+    return read_lyf_snapshot(w3, d, block).state
+
+
+def read_lyf_snapshot(w3: Web3, d: LyfAddresses, block: int) -> LyfSnapshot:
+    """The position, its pool, the feed's `updatedAt` and the block timestamp at `block`, in one eth_call."""
+    calls = [
+        *lyf_calls(d),
+        Call(d.multicall, "getCurrentBlockTimestamp()"),
+        Call(d.position, "minLeverageBps()"),
+        Call(d.position, "maxLeverageBps()"),
+        Call(d.position, "maxDeltaUnits()"),
+    ]
     (
         (reserve0, reserve1, _),
         (supply,),
@@ -67,16 +93,20 @@ def read_lyf_state(w3: Web3, d: LyfAddresses, block: int) -> LyfState:
         (debt_volatile, debt_stable),
         (pending,),
         (loose_stable,),
-        (_, answer, _, _, _),
+        (_, answer, _, updated_at, _),
         (feed_decimals,),
         (volatile_decimals,),
         (stable_decimals,),
-    ) = multicall(w3, d.multicall, lyf_calls(d), block)
+        (timestamp,),
+        (min_leverage_bps,),
+        (max_leverage_bps,),
+        (max_delta_units,),
+    ) = multicall(w3, d.multicall, calls, block)
     if answer <= 0:
         raise ReadError(f"LYF oracle {d.feed} answered {answer} at block {block}")
     if supply == 0:
         raise ReadError(f"LYF pair {d.pair} has no liquidity at block {block}")
-    return LyfState(
+    state = LyfState(
         reserve_volatile=reserve0,
         reserve_stable=reserve1,
         lp_supply=supply,
@@ -88,3 +118,5 @@ def read_lyf_state(w3: Web3, d: LyfAddresses, block: int) -> LyfState:
         price_den=10 ** (feed_decimals + volatile_decimals),
         fee_bps=FEE_BPS,
     )
+    return LyfSnapshot(state, updated_at, timestamp, stable_decimals, min_leverage_bps, max_leverage_bps,
+                       max_delta_units)

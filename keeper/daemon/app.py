@@ -16,13 +16,12 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from web3 import Web3
 from web3.logs import DISCARD
-from web3.providers import HTTPProvider
 from web3.types import RPCEndpoint
 
 from keeper import log
@@ -41,7 +40,10 @@ from keeper.chain.oracle import OracleRules, Verdict
 from keeper.chain.oracle import check as oracle_check
 from keeper.chain.reader import Addresses, SnapshotReader
 from keeper.config import KeeperSettings
+from keeper.daemon.endpoints import Endpoints
 from keeper.daemon.http import Health, serve
+from keeper.daemon.journal import unaccounted
+from keeper.daemon.lyf_job import LyfJob
 from keeper.daemon.metrics import Metrics
 from keeper.daemon.schedule import Daemon, Timing
 from keeper.decide import Decision, Plan, Rules, decide, plan_from_json_dict, plan_to_json_dict
@@ -144,31 +146,6 @@ class Switches:
         return None
 
 
-@dataclass
-class Endpoints:
-    """The read endpoints in order of preference; a failed read moves to the next one (failover)."""
-
-    urls: list[str]
-    timeout: float
-    metrics: Metrics
-    current: int = 0
-    clients: list[Web3] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.clients = [Web3(HTTPProvider(u, request_kwargs={"timeout": self.timeout})) for u in self.urls]
-
-    @property
-    def name(self) -> str:
-        return f"rpc{self.current}"
-
-    def w3(self) -> Web3:
-        return self.clients[self.current]
-
-    def failed(self) -> None:
-        self.metrics.rpc_errors.labels(endpoint=self.name).inc()
-        self.current = (self.current + 1) % len(self.clients)
-
-
 class KeeperApp:
     """One keeper process. `run()` blocks until SIGTERM/SIGINT and returns the exit code."""
 
@@ -177,7 +154,11 @@ class KeeperApp:
         self.metrics = Metrics()
         self.health = Health(cfg.schedule.heartbeat_max_age_seconds)
         self.switches = Switches(cfg)
-        self.endpoints = Endpoints(list(cfg.chain.rpc_urls), cfg.chain.request_timeout_seconds, self.metrics)
+        self.endpoints = Endpoints(
+            list(cfg.chain.rpc_urls), cfg.chain.request_timeout_seconds, self.metrics,
+            max_lag=cfg.chain.max_head_lag_blocks, cooldown=cfg.chain.failover_cooldown_seconds,
+            probe_seconds=cfg.chain.head_probe_seconds, on_demote=self._demote_send_endpoint,
+        )
         c = cfg.contracts
         self.addresses = Addresses(
             c.vault_manager, c.multicall, c.gmx_vault, c.glp_manager, c.reward_router, c.pool, c.glp
@@ -194,6 +175,7 @@ class KeeperApp:
         self._renewer: Renewer | None = None
         self.signer: Any = None
         self.pipeline: Any = None
+        self._send_chain: Any = None  # the pipeline's RpcChain (its endpoint pool), once started
         self.readers: dict[int, SnapshotReader] = {}
         self.rules: dict[int, Rules] = {}
         self.oracle_rules = {
@@ -206,6 +188,7 @@ class KeeperApp:
         self._last_snapshot: Snapshot | None = None
         self._submitted: list[int] = []  # chain times of submissions (rate limit)
         self._last_pause: str | None = None
+        self.lyf = LyfJob(self) if cfg.lyf.positions else None
         self.metrics.dry_run.set(1 if cfg.safety.dry_run else 0)
         self.metrics.signer_balance_min.set(cfg.safety.min_signer_balance_wei)
 
@@ -262,7 +245,9 @@ class KeeperApp:
             self.cfg.chain.chain_id,
             private_url=self.cfg.chain.send_url,
             timeout=self.cfg.chain.request_timeout_seconds,
+            max_head_lag=self.cfg.chain.max_head_lag_blocks,
         )
+        self._send_chain = chain
         policy = GasPolicy(
             max_fee_cap=g.max_fee_per_gas_wei,
             max_tx_fee=g.max_fee_per_tx_wei,
@@ -314,23 +299,34 @@ class KeeperApp:
             try:
                 snap = reader.read(block)
             except ReadError as exc:
-                _log.warning("read failed; failing over", endpoint=self.endpoints.name, block=block, error=str(exc))
-                self.endpoints.failed()
+                self.endpoints.failed(f"snapshot read at block {block}: {exc}")
                 continue
             self.metrics.rpc_latency.labels(endpoint=self.endpoints.name).observe(time.perf_counter() - started)
             return snap
         raise ReadError(f"every endpoint failed to read block {block}")
 
     def head(self) -> int:
+        """The head from the preferred endpoint; a failing endpoint, or one whose head is more than
+        chain.max_head_lag_blocks behind the others' (lagging, or answering from another node), fails over."""
+        self.endpoints.prefer()
         for _ in range(len(self.endpoints.clients)):
+            self.metrics.rpc_requests.labels(endpoint=self.endpoints.name).inc()
             try:
-                self.metrics.rpc_requests.labels(endpoint=self.endpoints.name).inc()
-                return int(self.endpoints.w3().eth.block_number)
+                number = int(self.endpoints.w3().eth.block_number)
             except Exception as exc:
-                _log.warning("head read failed; failing over", endpoint=self.endpoints.name, error=str(exc))
-                self.endpoints.failed()
+                self.endpoints.failed(f"eth_blockNumber: {exc.__class__.__name__}: {exc}")
+                continue
+            problem = self.endpoints.check_head(number)
+            if problem is None:
+                return number
+            self.endpoints.failed(problem)
         self.health.set_check("chain", False, "every endpoint failed")
         raise ReadError("every endpoint failed to answer eth_blockNumber")
+
+    def _demote_send_endpoint(self, index: int, seconds: float) -> None:
+        """The read path saw endpoint `index` fail: the send path avoids it for the same cooldown."""
+        if self._send_chain is not None:
+            self._send_chain.pool.demote(index, seconds)
 
     def _keeper_address(self) -> str:
         return str(self.signer.address) if self.signer is not None else self.cfg.keeper_address()
@@ -354,6 +350,8 @@ class KeeperApp:
         with log.bound(block=block):
             try:
                 self._tick(block)
+                if self.lyf is not None and self.switches.paused() is None:
+                    self.lyf.tick(block)
             except ReadError as exc:  # retryable: the next block tries again (no traceback: not a bug)
                 self.health.set_check("chain", False, f"read failed: {exc}"[:200])
                 _log.warning("snapshot read failed; retrying next block", error=str(exc)[:300])
@@ -406,24 +404,33 @@ class KeeperApp:
         # One rebalance at a time until it is mined: the next snapshot then already contains it. Mined but
         # not yet final is fine: the next intent takes the next nonce, so even after a reorg the chain
         # executes them in the order they were planned.
-        unmined = (State.PLANNED, State.SIMULATED, State.SIGNED, State.BROADCAST)
-        if self.pipeline is not None and any(
-            r.intent.kind == "call" and r.state in unmined for r in self.store.in_flight(self._keeper_address())
-        ):
+        if self._rebalance_in_flight():
             _log.info("a rebalance is in flight; waiting for it")
             return
-        # Rate limit on chain time (the devnet compresses time; on a live chain it is wall time). A health-
-        # factor plan is never held back by it: liquidation is the larger loss.
-        now = snap.block_timestamp
-        self._submitted = [t for t in self._submitted if now - t < 3600]
+        # A health-factor plan is never held back by the rate limit: liquidation is the larger loss.
         urgent = any(r.trigger == "health_factor" and r.fired for r in decision.triggers)
-        if len(self._submitted) >= self.cfg.safety.max_rebalances_per_hour and not urgent:
-            _log.warning("rate limit: max rebalances per hour reached", limit=self.cfg.safety.max_rebalances_per_hour)
+        if self._rate_limited(snap.block_timestamp, urgent=urgent):
             return
         try:
             self._submit(snap, decision, block)
         except FencingError as exc:  # the journal refused: another replica leads
             self._step_down(f"fenced: {exc}")
+
+    def _rebalance_in_flight(self) -> bool:
+        """A rebalance (vaults or LYF) signed but not yet mined: the next one waits for it."""
+        unmined = (State.PLANNED, State.SIMULATED, State.SIGNED, State.BROADCAST)
+        return self.pipeline is not None and any(
+            r.intent.kind == "call" and r.state in unmined for r in self.store.in_flight(self._keeper_address())
+        )
+
+    def _rate_limited(self, now: int, *, urgent: bool) -> bool:
+        """safety.max_rebalances_per_hour on chain time (the devnet compresses time; on a live chain it is
+        wall time), shared by every strategy; an urgent rebalance is never held back."""
+        self._submitted = [t for t in self._submitted if now - t < 3600]
+        if len(self._submitted) >= self.cfg.safety.max_rebalances_per_hour and not urgent:
+            _log.warning("rate limit: max rebalances per hour reached", limit=self.cfg.safety.max_rebalances_per_hour)
+            return True
+        return False
 
     def build_order(self, snap: Snapshot, plan: Plan) -> NetPlan:
         changes = plan_changes(plan, snap, self.rules)
@@ -445,8 +452,12 @@ class KeeperApp:
         return bytes.fromhex(data.removeprefix("0x"))
 
     def _allowed(self, to: str, data: bytes) -> bool:
-        """The allow-list, checked before signing: the VaultManager, and only its keeper functions."""
-        return to.lower() == self.addresses.vault_manager.lower() and data[:4].hex() in self._selectors
+        """The allow-list, checked before signing: the VaultManager and only its keeper functions, or a
+        configured LYF position and only its `rebalance` (safety.allowed_selectors narrows both)."""
+        if to.lower() == self.addresses.vault_manager.lower():
+            return data[:4].hex() in self._selectors
+        configured = {x.lower().removeprefix("0x") for x in self.cfg.safety.allowed_selectors}
+        return self.lyf is not None and self.lyf.allows(to, data, configured)
 
     def _keeper_selectors(self) -> set[str]:
         configured = {s.lower().removeprefix("0x") for s in self.cfg.safety.allowed_selectors}
@@ -546,6 +557,8 @@ class KeeperApp:
         if not in_flight:
             self.metrics.fee_cap_waiting.set(0)
         self._account(head)
+        if self.lyf is not None:
+            self.lyf.account(head)
 
     def _account(self, head: int) -> None:
         """Account every finished rebalance once: attribution record, fee ledger, memory, metrics.
@@ -553,12 +566,7 @@ class KeeperApp:
         Each write is idempotent (records are append-once, the ledger remembers the last rebalance it
         applied) and the intent is marked accounted last, so a crash in between repeats nothing twice.
         """
-        for record in self.store.all_intents(self._keeper_address()):
-            if record.state not in (State.CONFIRMED, State.FINALIZED, State.FAILED, State.CANCELLED):
-                continue
-            pending_text = self.store.get_state(f"{PENDING}:{record.id}")
-            if pending_text is None or self.store.get_state(f"{ACCOUNTED}:{record.id}") is not None:
-                continue
+        for record, pending_text in unaccounted(self.store, self._keeper_address(), PENDING, ACCOUNTED):
             if record.outcome != "success":
                 self.metrics.rebalances.labels(result=record.outcome or record.state.value).inc()
                 _log.warning(
@@ -783,6 +791,7 @@ class KeeperApp:
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
+        self.endpoints.verify(self.cfg.chain.chain_id)
         self.signer = self._signer()
         self.health.set_check("signer", True, "dry run" if self.signer is None else "ready")
         if self.signer is not None:
@@ -817,6 +826,7 @@ class KeeperApp:
             lease_seconds = self.lease.ttl_seconds if isinstance(self.lease, PostgresLease) else None
             self._renewer = Renewer(self._refresh_leadership, renew_interval(lease_seconds, s.poll_seconds))
             self._renewer.start()
+            self.endpoints.start_probe(self.cfg.chain.chain_id)
             daemon = Daemon(
                 head=self.head,
                 on_block=self.on_block,
@@ -832,6 +842,7 @@ class KeeperApp:
         finally:
             if self._renewer is not None:
                 self._renewer.stop()
+            self.endpoints.stop_probe()
             try:
                 self.lease.release()
             except Exception as exc:

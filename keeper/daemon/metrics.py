@@ -30,6 +30,8 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.tick_overruns = Counter("keeper_tick_overruns_total", "Ticks that overran their interval.", registry=r)
+        self.polls_skipped = Counter("keeper_scheduler_skipped_runs_total", "Scheduled runs skipped because the "
+                                     "previous run of the job was still going (one worker).", ["job"], registry=r)
         self.heartbeat = Gauge("keeper_heartbeat_timestamp_seconds", "Last head-watcher heartbeat.", registry=r)
         self.head_block = Gauge("keeper_head_block", "Latest block number seen.", registry=r)
         self.triggers = Counter("keeper_triggers_fired_total", "Triggers fired, by kind.", ["trigger"], registry=r)
@@ -81,6 +83,23 @@ class Metrics:
         self.signer_balance = Gauge("keeper_signer_balance_wei", "Signer account balance, wei.", registry=r)
         self.rpc_requests = Counter("keeper_rpc_requests_total", "RPC requests.", ["endpoint"], registry=r)
         self.rpc_errors = Counter("keeper_rpc_errors_total", "RPC errors.", ["endpoint"], registry=r)
+        self.lyf_leverage = Gauge("keeper_lyf_leverage_ratio", "LYF position leverage (assets / equity).",
+                                  ["position"], registry=r)
+        self.lyf_delta_ratio = Gauge("keeper_lyf_delta_ratio", "LYF (LP volatile - volatile debt) / volatile debt.",
+                                     ["position"], registry=r)
+        self.lyf_oracle_stale = Gauge("keeper_lyf_oracle_stale", "1 while the LYF position's feed is stale.",
+                                      ["position"], registry=r)
+        self.lyf_blocked = Gauge("keeper_lyf_blocked", "1 while the LYF rebalance cannot reach the position's "
+                                 "bounds (e.g. leverage below them after a fall: needs re-levering).",
+                                 ["position"], registry=r)
+        self.lyf_rebalances = Counter("keeper_lyf_rebalances_total", "LYF rebalances by outcome.",
+                                      ["position", "result"], registry=r)
+        self.lyf_triggers = Counter("keeper_lyf_triggers_total", "LYF triggers that led to a rebalance.",
+                                    ["position", "trigger"], registry=r)
+        self.rpc_head_lag = Gauge(
+            "keeper_rpc_head_lag_blocks", "Blocks an endpoint's head is behind the best endpoint's.", ["endpoint"],
+            registry=r,
+        )
         self.rpc_latency = Histogram(
             "keeper_rpc_latency_seconds",
             "RPC latency.",

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,11 +28,13 @@ from web3 import Web3
 from keeper.chain.reader import Addresses, SnapshotReader
 from keeper.config import render_toml
 from keeper.devnet.anvil import free_port, rpc
+from keeper.devnet.lyf import PRICE_USD, LyfDeployment, move_price
 from keeper.devnet.market import Market, Script, Shock, gbm_paths, oi_swing
-from keeper.devnet.session import devnet_config, start_devnet
+from keeper.devnet.session import devnet_config, lyf_position_config, start_devnet
 from keeper.snapshot import MAX_UINT256, Snapshot
 
 HOUR = 3600
+LYF_NAME = "avax-usdc"
 START = {"USDC": Decimal(1), "WETH": Decimal(3000), "WBTC": Decimal(60000)}
 
 
@@ -59,6 +62,10 @@ class Row:
     rebalances: int
     pending: int
     last_action: str
+    avax: Decimal = Decimal(0)  # the LYF position's volatile price (USD)
+    lyf_leverage: Decimal = Decimal(0)
+    lyf_delta: Decimal = Decimal(0)  # (LP volatile − volatile debt) / volatile debt
+    lyf_rebalances: int = 0
 
 
 @dataclass
@@ -106,7 +113,7 @@ class Demo:
         o = self.options
         o.out.mkdir(parents=True, exist_ok=True)
         config_path = o.out / "devnet.toml"
-        with start_devnet(port=None, block_time=None, config_out=config_path) as dev:
+        with start_devnet(port=None, block_time=None, config_out=config_path, with_lyf=True) as dev:
             w3 = Web3(Web3.HTTPProvider(dev.anvil.url, request_kwargs={"timeout": 60}))
             d = dev.deployment
             port = free_port()
@@ -117,7 +124,11 @@ class Demo:
             config["chain"] = {**config["chain"], "confirmations": 1}  # type: ignore[dict-item]
             # the BTC vault trades on volatility bands instead of the fixed 5% drift rule (both policies run)
             config["vaults"] = [{"id": 2, "name": "btc", "rules": {"drift_policy": "bands"}}]
+            # and a leveraged-LP position (AVAX/USDC, 3×) beside the vaults, through the same pipeline
+            assert dev.lyf is not None
+            config["lyf"] = {"positions": [lyf_position_config(dev.lyf, LYF_NAME)]}
             config_path.write_text(render_toml(config))
+            self.lyf = dev.lyf
             self.say(dev.describe())
             log_path = o.out / "keeper.log"
             with log_path.open("w") as log:
@@ -160,6 +171,7 @@ class Demo:
         )
         path = gbm_paths(script, START, steps)
         market = Market(w3, d)
+        avax = Decimal(PRICE_USD)
         reader = SnapshotReader(
             w3, Addresses(d.vault_manager, d.multicall, d.gmx_vault, d.glp_manager, d.reward_router, d.pool, d.glp),
             d.keeper,
@@ -173,6 +185,10 @@ class Demo:
                 raise RuntimeError(f"keeper run exited with {daemon.returncode}; see its log")
             market.advance(o.step_seconds)
             market.set_prices(path[step])
+            if self.lyf is not None:  # AVAX follows ETH's path with 1.5× its moves; the feed is refreshed every step
+                factor = 1 + (path[step]["WETH"] / path[step - 1]["WETH"] - 1) * Decimal("1.5")
+                avax *= factor
+                move_price(w3, self.lyf, Fraction(factor))
             eth_reserved = oi_swing(step, 2 * day, Decimal(3000), Decimal("0.35"))
             market.set_open_interest("WETH", eth_reserved, Decimal(10_000_000), Decimal(3100))
             if step % day == day // 2:  # a deposit a day, a withdrawal every other day
@@ -193,10 +209,17 @@ class Demo:
                 last_action = f"rebalance #{count} at step {step}"
                 last_count = count
             row = self._row(step, snap, path[step], scrape, last_action)
+            row.avax = avax
             self.rows.append(row)
             self._show(row, live, steps)
             self._by_trigger = ", ".join(
                 f"{labels.get('trigger')}: {int(v)}" for labels, v in scrape.samples("keeper_triggers_fired_total")
+            )
+            self._lyf_by_trigger = ", ".join(
+                f"{labels.get('trigger')}: {int(v)}" for labels, v in scrape.samples("keeper_lyf_triggers_total")
+            )
+            self._lyf_results = ", ".join(
+                f"{labels.get('result')}: {int(v)}" for labels, v in scrape.samples("keeper_lyf_rebalances_total")
             )
 
     def _wait_ready(self, scrape: Scrape, daemon: subprocess.Popen[bytes]) -> None:
@@ -242,6 +265,9 @@ class Demo:
             equity={b.vault_id: Decimal(b.equity_usd) / Decimal(10**30) for b in snap.books},
             drift=drift, hedge_pnl=pnl, fees_usd=fees, rebalances=snap.manager.rebalance_count,
             pending=int(scrape.total("keeper_pending_transactions")), last_action=action,
+            lyf_leverage=Decimal(repr(scrape.total("keeper_lyf_leverage_ratio"))),
+            lyf_delta=Decimal(repr(scrape.total("keeper_lyf_delta_ratio"))),
+            lyf_rebalances=int(scrape.total("keeper_lyf_rebalances_total", result="success")),
         )
 
     def _show(self, row: Row, live: bool, steps: int) -> None:
@@ -257,6 +283,9 @@ class Demo:
                 f"  {vault:<5}  {equity:>14,.2f}  {row.drift.get(vault, Decimal(0)) * 100:>8.2f}%  "
                 f"{row.hedge_pnl.get(vault, Decimal(0)) * 100:>11.2f}%  {row.fees_usd.get(vault, Decimal(0)):>12,.2f}"
             )
+        if self.lyf is not None:
+            lines.append(f"  LYF {LYF_NAME}: AVAX {row.avax:.2f}  leverage {row.lyf_leverage:.4f}×  "
+                         f"delta {row.lyf_delta * 100:+.3f}% of the debt  rebalances {row.lyf_rebalances}")
         if live:
             sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
             sys.stdout.flush()
@@ -279,9 +308,20 @@ class Demo:
                 f"  vault {v}: equity {first.equity.get(v, Decimal(0)):,.2f} → {last.equity[v]:,.2f} USD, "
                 f"max drift {max_drift[v] * 100:.2f}%, fees+gas {last.fees_usd.get(v, Decimal(0)):,.2f} USD"
             )
+        if self.lyf is not None:
+            levs = [r.lyf_leverage for r in self.rows if r.lyf_leverage > 0]
+            worst = max((abs(r.lyf_delta) for r in self.rows), default=Decimal(0))
+            lines.append(
+                f"  LYF {LYF_NAME}: {last.lyf_rebalances} rebalances ({self._lyf_results or '-'}; by trigger: "
+                f"{self._lyf_by_trigger or '-'}), leverage {min(levs, default=Decimal(0)):.4f}–"
+                f"{max(levs, default=Decimal(0)):.4f}× (target 3.0), max |delta| {worst * 100:.3f}% of the debt"
+            )
         return "\n".join(lines)
 
     _by_trigger: str = ""
+    _lyf_by_trigger: str = ""
+    _lyf_results: str = ""
+    lyf: LyfDeployment | None = None
 
     def report(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -295,11 +335,13 @@ class Demo:
         vaults = sorted(self.rows[-1].equity) if self.rows else []
         writer.writerow(["step", "time", "block", "eth_usd", "btc_usd", "hf", "rebalances", "pending",
                          *(f"equity_{v}" for v in vaults), *(f"drift_{v}" for v in vaults),
-                         *(f"hedge_pnl_{v}" for v in vaults), *(f"fees_usd_{v}" for v in vaults)])
+                         *(f"hedge_pnl_{v}" for v in vaults), *(f"fees_usd_{v}" for v in vaults),
+                         "avax_usd", "lyf_leverage", "lyf_delta_ratio", "lyf_rebalances"])
         for r in self.rows:
             writer.writerow([r.step, r.time, r.block, r.prices["WETH"], r.prices["WBTC"], r.hf, r.rebalances,
                              r.pending, *(r.equity.get(v, "") for v in vaults), *(r.drift.get(v, "") for v in vaults),
-                             *(r.hedge_pnl.get(v, "") for v in vaults), *(r.fees_usd.get(v, "") for v in vaults)])
+                             *(r.hedge_pnl.get(v, "") for v in vaults), *(r.fees_usd.get(v, "") for v in vaults),
+                             r.avax, r.lyf_leverage, r.lyf_delta, r.lyf_rebalances])
 
     def _plots(self, folder: Path) -> None:
         import matplotlib
@@ -339,12 +381,27 @@ class Demo:
         fig.tight_layout()
         fig.savefig(folder / "health_factor.png", dpi=100)
         plt.close(fig)
+        if self.lyf is not None:
+            fig, ax = plt.subplots(figsize=(9, 4))
+            ax.plot(days, [float(r.lyf_leverage) for r in self.rows], label="leverage", color="tab:blue")
+            ax.axhline(3.0, color="tab:blue", linestyle=":", label="target 3.0")
+            ax.set_ylabel("leverage (×)")
+            ax.set_xlabel("simulated days")
+            twin = ax.twinx()
+            twin.plot(days, [float(r.lyf_delta) * 100 for r in self.rows], label="delta", color="tab:red")
+            twin.set_ylabel("delta (% of the volatile debt)")
+            ax.set_title(f"LYF position {LYF_NAME}: leverage and delta")
+            fig.legend(loc="upper right")
+            fig.tight_layout()
+            fig.savefig(folder / "lyf.png", dpi=100)
+            plt.close(fig)
 
 
 def run_demo(options: DemoOptions) -> int:
     demo = Demo(options)
     code = demo.run()
     summary = {"steps": len(demo.rows), "rebalances": demo.rows[-1].rebalances if demo.rows else 0,
-               "triggers": demo._by_trigger}
+               "triggers": demo._by_trigger, "lyf_rebalances": demo.rows[-1].lyf_rebalances if demo.rows else 0,
+               "lyf_triggers": demo._lyf_by_trigger}
     (options.out / "report" / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return code

@@ -16,6 +16,7 @@ from web3 import Web3
 from keeper.config import render_toml
 from keeper.devnet.anvil import DEV_KEYS, Anvil
 from keeper.devnet.deploy import Deployment, deploy_reference_system
+from keeper.devnet.lyf import LyfDeployment, deploy_lyf
 
 
 @dataclass
@@ -23,6 +24,7 @@ class DevnetSession:
     anvil: Anvil
     deployment: Deployment
     config_path: Path
+    lyf: LyfDeployment | None = None
 
     def vault_names(self) -> dict[int, str]:
         return {v.id: v.name for v in self.deployment.vaults}
@@ -67,6 +69,14 @@ def devnet_config(anvil: Anvil, d: Deployment) -> dict[str, object]:
     }
 
 
+def lyf_position_config(lyf: LyfDeployment, name: str = "avax-usdc", **rules: int) -> dict[str, object]:
+    """A `[[lyf.positions]]` entry for the devnet's LYF deployment (planner defaults unless overridden)."""
+    return {
+        "name": name, "position": lyf.position, "pair": lyf.pair, "volatile": lyf.volatile, "stable": lyf.stable,
+        "feed": lyf.feed, **rules,
+    }
+
+
 def deployment_path(config_path: Path) -> Path:
     return config_path.with_name(config_path.stem + ".deployment.json")
 
@@ -79,19 +89,25 @@ def start_devnet(
     config_out: Path,
     seed_positions: bool = True,
     host: str = "127.0.0.1",
+    with_lyf: bool = False,
 ) -> Iterator[DevnetSession]:
     anvil = Anvil.start(port=port, host=host)
     try:
         w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
         deployment = deploy_reference_system(w3, seed_positions=seed_positions)
+        lyf = deploy_lyf(w3) if with_lyf else None
         if block_time is not None:
             # Deploy on automine (fast), then switch to interval mining as asked.
             w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
             w3.provider.make_request("evm_setIntervalMining", [block_time])  # type: ignore[arg-type]
         config_out.parent.mkdir(parents=True, exist_ok=True)
-        config_out.write_text(render_toml(devnet_config(anvil, deployment)))
+        config = devnet_config(anvil, deployment)
+        if lyf is not None:
+            config["lyf"] = {"positions": [lyf_position_config(lyf)]}
+        config_out.write_text(render_toml(config))
         # the simulator and the demo need every address, not only the keeper's
-        deployment_path(config_out).write_text(json.dumps(deployment.to_dict(), indent=1) + "\n")
-        yield DevnetSession(anvil=anvil, deployment=deployment, config_path=config_out)
+        document = deployment.to_dict() | ({"lyf": lyf.to_dict()} if lyf is not None else {})
+        deployment_path(config_out).write_text(json.dumps(document, indent=1) + "\n")
+        yield DevnetSession(anvil=anvil, deployment=deployment, config_path=config_out, lyf=lyf)
     finally:
         anvil.stop()

@@ -18,11 +18,15 @@ from keeper.devnet.session import devnet_config
 pytestmark = pytest.mark.anvil
 
 
-def app_for(anvil: Any, deployment: Any, tmp_path: Path, **safety: Any) -> KeeperApp:
+def app_for(anvil: Any, deployment: Any, tmp_path: Path, extra: dict[str, Any] | None = None,
+            **safety: Any) -> KeeperApp:
+    """A started in-process KeeperApp on the devnet; `safety` settings and `extra` top-level sections."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = devnet_config(anvil, deployment)
     config["state_dir"] = str(tmp_path / "state")
     config["metrics"] = {"host": "127.0.0.1", "port": free_port()}
     config["safety"] = safety
+    config.update(extra or {})
     path = tmp_path / "keeper.toml"
     path.write_text(render_toml(config))
     app = KeeperApp(load_config(path))
