@@ -72,6 +72,17 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
     root.setLevel(level.upper())
     for noisy in ("urllib3", "web3.providers", "web3.RequestManager", "apscheduler", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    scheduler = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _SkippedRunFilter) for f in scheduler.filters):
+        scheduler.addFilter(_SkippedRunFilter())
+
+
+class _SkippedRunFilter(logging.Filter):
+    """APScheduler warns once per skipped run ("maximum number of running instances reached"); the keeper
+    counts those in keeper_scheduler_skipped_runs_total instead of a log line per poll."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
 
 
 def get(name: str | None = None) -> Any:

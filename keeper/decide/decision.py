@@ -85,7 +85,7 @@ def _borrow_room(snap: Snapshot) -> list[int | None]:
 
 
 def _vault_state(snap: Snapshot, m: Marks, book: Book, *, rules: Rules, interest: tuple[int, ...],
-                 mem: Memory, room: list[int | None]) -> VaultState:
+                 mem: Memory, room: list[int | None], exposures: dict[int, tuple[Fraction, ...]]) -> VaultState:
     d = book.denomination
     debt = tuple(book.debt[i] + interest[i] for i in range(len(book.debt)))
     current = Holdings(book.glp, book.cash, book.collateral, debt)
@@ -96,7 +96,7 @@ def _vault_state(snap: Snapshot, m: Marks, book: Book, *, rules: Rules, interest
         current=current,
         denomination=d,
         hedged=_hedged(snap, book, rules),
-        exposure=exposure_per_glp(snap, m, rules.trader_oi_hedge_bps),
+        exposure=_exposure(snap, m, rules.trader_oi_hedge_bps, exposures),
         lt_bps=snap.assets[d].liquidation_threshold_bps,
         hf_target=Fraction(rules.hf_target_wad, WAD),
         buffer=buf.trade,
@@ -109,6 +109,13 @@ def _vault_state(snap: Snapshot, m: Marks, book: Book, *, rules: Rules, interest
     except FitInfeasible as exc:
         result, infeasible = None, str(exc)
     return VaultState(book, rules, interest, current, equity, q, buf, inp, result, infeasible)
+
+
+def _exposure(snap: Snapshot, m: Marks, bps: int, cache: dict[int, tuple[Fraction, ...]]) -> tuple[Fraction, ...]:
+    """exposure_per_glp once per tick per OI-hedge ratio (the same for every vault that shares it)."""
+    if bps not in cache:
+        cache[bps] = exposure_per_glp(snap, m, bps)
+    return cache[bps]
 
 
 def _corrected_usd(st: VaultState, m: Marks) -> Fraction:
@@ -179,8 +186,9 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
     # (2) borrow cost, (3) GLP re-mark, (4) queue, (5) buffer, (6) fit, (7) margin: per vault
     interest = assign_interest(snap)
     room = _borrow_room(snap)
+    exposures: dict[int, tuple[Fraction, ...]] = {}
     states = {b.vault_id: _vault_state(snap, m, b, rules=rules[b.vault_id], interest=interest[b.vault_id],
-                                          mem=mem, room=room)
+                                          mem=mem, room=room, exposures=exposures)
               for b in snap.books}
 
     # --- triggers -------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ def test_each_new_head_is_handled_once_and_ticks_never_overlap() -> None:
     assert overlaps == []
     assert sample(metrics, "keeper_ticks_total", result="ok") == 2
     assert sample(metrics, "keeper_tick_overruns_total") >= 1  # 0.15 s ticks on a 0.05 s interval
+    # the polls that found the worker busy are counted, not logged one line each
+    assert sample(metrics, "keeper_scheduler_skipped_runs_total", job="head-watcher") >= 1
 
 
 def test_failing_head_read_is_counted_and_tick_survives() -> None:
