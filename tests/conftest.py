@@ -5,10 +5,12 @@
 - `deployment` (session): the reference system, deployed once.
 - `chain` (function): `evm_snapshot` before the test, `evm_revert` after (isolates state changes).
 - `c` (session): `c("VaultManager")` -> the web3 contract at the deployment's address.
+- `record` (function): appends a RELIABILITY.md result row (keeper.faults.results) for a fault scenario.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -17,6 +19,7 @@ from web3.contract import Contract
 
 from keeper.devnet.anvil import Anvil, rpc
 from keeper.devnet.deploy import Deployment, contract, deploy_reference_system
+from keeper.faults.results import Row, append
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +76,17 @@ def c(w3: Web3, deployment: Deployment) -> Callable[..., Contract]:
         return contract(w3, name, _ADDRESS_OF[name](deployment))
 
     return get
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
+    """`record(scenario, injected, frequency, expected, observed, verdict="pass")` appends a result row."""
+    started = time.monotonic()
+    slow = request.node.get_closest_marker("slow") is not None
+
+    def write(scenario: str, injected: str, frequency: str, expected: str, observed: str,  # noqa: PLR0917
+              verdict: str = "pass") -> None:
+        append(Row(scenario, injected, frequency, expected, observed, verdict, slow,
+                   round(time.monotonic() - started, 1), request.node.nodeid))
+
+    yield write

@@ -24,7 +24,6 @@ from keeper.devnet.market import Market
 from keeper.devnet.session import devnet_config
 from keeper.faults.chainops import nonce
 from keeper.faults.process import DaemonProcess
-from keeper.faults.results import Row, append
 
 HERE = Path(__file__).resolve().parent
 KEEPER = DEV_ACCOUNTS[1]
@@ -162,20 +161,6 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
         for d in made:
             d.stop()
             collect(d)
-
-
-@pytest.fixture
-def record(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
-    """`record(scenario, injected, frequency, expected, observed, verdict="pass")` appends a result row."""
-    started = time.monotonic()
-    slow = request.node.get_closest_marker("slow") is not None
-
-    def write(scenario: str, injected: str, frequency: str, expected: str, observed: str,  # noqa: PLR0917
-              verdict: str = "pass") -> None:
-        append(Row(scenario, injected, frequency, expected, observed, verdict, slow,
-                   round(time.monotonic() - started, 1), request.node.nodeid))
-
-    yield write
 
 
 def ready(d: DaemonProcess, world: World, timeout: float = 60) -> None:

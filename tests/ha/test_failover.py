@@ -266,7 +266,7 @@ def broadcast_intent(journal: Journal) -> int | None:
 
 
 def test_sigkill_leader_mid_intent_standby_completes_it_exactly_once(
-    pg: tuple[str, str], cluster: Cluster, c: Any
+    pg: tuple[str, str], cluster: Cluster, c: Any, record: Any
 ) -> None:
     dsn = schema_dsn(*pg)
     journal = Journal(*pg)
@@ -311,14 +311,16 @@ def test_sigkill_leader_mid_intent_standby_completes_it_exactly_once(
     events = standby.events()
     assert not (signed_hashes(events) & {a[2].lower() for a in journal.attempts(intent_id)})
     assert "Traceback" not in standby.log_path.read_text()
-    print(  # the timings for the report (pytest -s)
-        f"\nSIGKILL: takeover {failover:.2f}s after the kill (lease {LEASE}s), intent {intent_id} confirmed "
-        f"{completion:.2f}s later; rebalanceCount {before}→{after}; new successes {len(new_successes)}"
-    )
+    observed = (f"takeover {failover:.2f}s after the kill (lease {LEASE}s), the stored transaction confirmed "
+                f"{completion:.2f}s later, 1 attempt for the intent; rebalanceCount {before}→{after}, new successes "
+                f"{len(new_successes)}: no duplicate")
+    print("\nSIGKILL: " + observed)  # the timings for the report (pytest -s)
+    record("ha.leader_killed_mid_intent", "SIGKILL of the leader (PostgreSQL lease) with its rebalance in the mempool",
+           "once", "the standby takes over within two lease periods and completes the intent exactly once", observed)
 
 
-def test_sigstopped_leader_steps_down_after_sigcont_without_sending(
-    pg: tuple[str, str], cluster: Cluster, c: Any, w3: Any, deployment: Any
+def test_sigstopped_leader_steps_down_after_sigcont_without_sending(  # noqa: PLR0917
+    pg: tuple[str, str], cluster: Cluster, c: Any, w3: Any, deployment: Any, record: Any
 ) -> None:
     dsn = schema_dsn(*pg)
     journal = Journal(*pg)
@@ -368,15 +370,16 @@ def test_sigstopped_leader_steps_down_after_sigcont_without_sending(
     late = {i[5].lower() for i in result["intents"] if i[0] > intent_id and i[5]}
     assert late and late <= new_signed and not (late & old_signed)
     assert "Traceback" not in old.log_path.read_text() + new.log_path.read_text()
-    print(
-        f"\nSIGSTOP: takeover {failover:.2f}s after the stop (lease {LEASE}s); old leader stepped down "
-        f"{stepped_down:.2f}s after SIGCONT ({time.monotonic() - resumed:.1f}s observed, nothing sent); "
-        f"rebalanceCount {before}→{mid}→{final}"
-    )
+    observed = (f"takeover {failover:.2f}s after the stop (lease {LEASE}s); the old leader stepped down "
+                f"{stepped_down:.2f}s after SIGCONT and sent nothing ({time.monotonic() - resumed:.1f}s observed); "
+                f"every later transaction signed by the new leader; rebalanceCount {before}→{mid}→{final}")
+    print("\nSIGSTOP: " + observed)
+    record("ha.leader_paused_past_lease", "SIGSTOP of the leader with an intent in flight, SIGCONT after 2 lease "
+           "periods", "once", "one sender: the paused leader steps down without sending; no duplicates", observed)
 
 
 def test_two_started_at_once_exactly_one_leads_and_a_clean_stop_hands_over(
-    pg: tuple[str, str], cluster: Cluster, c: Any
+    pg: tuple[str, str], cluster: Cluster, c: Any, record: Any
 ) -> None:
     dsn = schema_dsn(*pg)
     a, b = cluster.start("a", dsn), cluster.start("b", dsn)
@@ -397,11 +400,14 @@ def test_two_started_at_once_exactly_one_leads_and_a_clean_stop_hands_over(
     handover = cluster.wait(lambda: standby.leader() == 1, "the standby to take over", 2 * LEASE)
     assert handover < LEASE
     assert standby.ready()[0] == 200
-    print(f"\nstarted together: one leader; clean SIGTERM handover in {handover:.2f}s")
+    observed = f"one leader, one standby (readyz 200/503) over 10 checks; clean SIGTERM handover in {handover:.2f}s"
+    print("\nstarted together: " + observed)
+    record("ha.started_together", "two replicas started at the same moment on one PostgreSQL lease", "once",
+           "exactly one leads; only the leader is ready", observed)
 
 
-def test_second_process_on_the_same_state_dir_refuses_to_send(
-    cluster: Cluster, c: Any, w3: Any, deployment: Any, tmp_path: Path
+def test_second_process_on_the_same_state_dir_refuses_to_send(  # noqa: PLR0917
+    cluster: Cluster, c: Any, w3: Any, deployment: Any, tmp_path: Path, record: Any
 ) -> None:
     state = tmp_path / "shared-state"
     first, second = cluster.one_leader([cluster.start("a", None, state), cluster.start("b", None, state)])
@@ -419,3 +425,7 @@ def test_second_process_on_the_same_state_dir_refuses_to_send(
     cluster.wait(lambda: rebalances(c) > before, "the first to rebalance", 30)
     assert not [e for e in second.events() if e.get("event") in SENDING_EVENTS]
     assert second.leader() == 0 and first.leader() == 1
+    record("ha.file_lock_second_process", "a second `keeper run` on the same state directory (embedded mode)",
+           "once, with a rebalance due", "the second refuses to send and says why; one sender",
+           f"second: readyz 503, reason names the holder (pid {first.proc.pid}); the first rebalanced; "
+           "the second logged no send event")
