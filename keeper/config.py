@@ -1,22 +1,36 @@
 """Configuration: a TOML file, `KEEPER_`-prefixed environment overrides (`__` nests) and a secrets dir.
 
-Owns the settings schema and turning every validation problem into one ConfigError that lists each
-offending field path with its reason. Must not contact the chain (`keeper check-config` does that).
+Precedence, highest first: environment variables (`KEEPER_CHAIN__RPC_URLS`), then files in the secrets
+directory (`KEEPER_SECRETS_DIR`; one file per setting, named like the variable without the prefix:
+`signer__key`, `store__database_url`), then the TOML file, then the defaults. Lists and tables given by a
+variable or a secrets file are JSON (`KEEPER_CHAIN__RPC_URLS='["https://a", "https://b"]'`).
+
+Owns the settings schema and turning every problem — a validation error, or a variable / secrets file
+that cannot be decoded — into one ConfigError that names each offending field path (and the variable or
+file it came from) with its reason, never a value. Must not contact the chain (`keeper check-config`
+does that); reading the signer's public address from a keystore file is the only file it opens besides
+the config and the secrets.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -125,12 +139,27 @@ class SignerSettings(_Section):
     """How the keeper signs. `raw` takes `key` (env/secret) or `key_file`; key material is a SecretStr."""
 
     kind: Literal["none", "raw", "keystore", "remote"] = "none"
-    address: Address | None = None
+    address: Address | None = None  # required for "remote"; for "keystore" it must match the file's address
     key: SecretStr | None = None
     key_file: Path | None = None
     keystore_file: Path | None = None
     password_file: Path | None = None
     remote_url: Url | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        """Each kind names what it needs; a remote signer's address is configured, never discovered, so the
+        keeper cannot silently start signing for whichever account the signer lists first."""
+        needs = {
+            "keystore": ("keystore_file", "password_file"),
+            "remote": ("remote_url", "address"),
+        }.get(self.kind, ())
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"kind {self.kind!r} needs {' and '.join(missing)}")
+        if self.kind == "raw" and self.key is None and self.key_file is None:
+            raise ValueError("kind 'raw' needs key (KEEPER_SIGNER__KEY or the secrets file signer__key) or key_file")
+        return self
 
 
 class VaultSettings(_Section):
@@ -196,13 +225,28 @@ class KeeperSettings(BaseSettings):
     state_dir: Path = Path(".keeper")
 
     def keeper_address(self) -> str:
-        """The signer's address: configured, or derived from a raw key; the zero address if there is none."""
-        if self.signer.address is not None:
-            return self.signer.address
-        if self.signer.kind == "raw" and self.signer.key is not None:
-            from eth_account import Account
-
-            return str(Account.from_key(self.signer.key.get_secret_value()).address)
+        """The signer's address, without unlocking anything: a keystore's from its JSON "address" field
+        (checked against `signer.address` when both are given), a remote signer's from `signer.address`
+        (required), a raw key's derived from the key; the zero address for kind "none" without an address.
+        ConfigError (naming the file, never key material) when it cannot be read."""
+        s = self.signer
+        if s.kind == "keystore" and s.keystore_file is not None:
+            found = keystore_address(s.keystore_file)
+            if s.address is not None and s.address != found:
+                raise ConfigError(f"signer.address {s.address} does not match keystore {s.keystore_file} ({found})")
+            return found
+        if s.address is not None:
+            return s.address
+        if s.kind == "raw":
+            if s.key is not None:
+                return _key_address(s.key.get_secret_value(), "signer.key")
+            if s.key_file is not None:
+                try:
+                    text = s.key_file.read_text()
+                except (OSError, UnicodeDecodeError) as exc:
+                    what = exc.__class__.__name__
+                    raise ConfigError(f"signer.key_file {s.key_file}: cannot be read ({what})") from None
+                return _key_address(text, f"signer.key_file {s.key_file}")
         return "0x" + "00" * 20
 
     @classmethod
@@ -215,24 +259,126 @@ class KeeperSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Precedence: explicit init values, then environment, then secrets dir, then the TOML file.
-        toml_file = _CONFIG_FILE.get("path")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
+        secrets_dir = _SOURCES.get("secrets")
+        if secrets_dir is not None:
+            sources.append(_SecretsSource(file_secret_settings, secrets_dir=secrets_dir, secrets_prefix="",
+                                          secrets_nested_delimiter="__", secrets_dir_missing="error"))
+        toml_file = _SOURCES.get("toml")
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
 
 
-_CONFIG_FILE: dict[str, Path | None] = {"path": None}
+_SOURCES: dict[str, Path | None] = {"toml": None, "secrets": None}
 
 
-def _describe(error: Any) -> str:
+def keystore_address(path: Path) -> str:
+    """The checksummed address in an encrypted keystore's JSON ("address", with or without 0x); the key
+    stays encrypted."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"signer.keystore_file {path}: cannot be read ({exc.__class__.__name__})") from None
+    except json.JSONDecodeError:
+        raise ConfigError(f"signer.keystore_file {path}: not valid JSON") from None
+    raw = data.get("address") if isinstance(data, dict) else None
+    text = raw if isinstance(raw, str) else ""
+    text = text if text.lower().startswith("0x") else "0x" + text
+    if not _ADDRESS.match(text):
+        raise ConfigError(f"signer.keystore_file {path}: no \"address\" field (set signer.address)")
+    return _address(text)
+
+
+def _key_address(text: str, source: str) -> str:
+    from eth_account import Account
+
+    address: str | None = None
+    try:
+        address = str(Account.from_key(text.strip()).address)
+    except Exception:  # the library's message may quote its input: never chain or repeat it
+        address = None
+    if address is None:
+        raise ConfigError(f"{source}: not a valid secp256k1 private key")
+    return address
+
+
+class _SourceValueError(ValueError):
+    """A variable or secrets file that could not be decoded; `where` names it (never its value)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
+class _NamedSource(EnvSettingsSource):
+    """Decoding errors name the variable (or secrets file) they came from instead of only the top field."""
+
+    label = "environment variable"
+
+    def _name(self, key: str) -> str:
+        return f"{self.label} {key.upper()}"
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except _SourceValueError:
+            raise
+        except ValueError:
+            culprit = self._culprit(field_name, field)
+        # raised outside the handler: no __context__ leads back to the decoder error, which holds the value
+        raise _SourceValueError(culprit)
+
+    def _culprit(self, field_name: str, field: FieldInfo) -> str:
+        top = f"{self.env_prefix}{field_name}"
+        if not self.case_sensitive:
+            top = top.lower()
+        for key, text in self.env_vars.items():
+            if key == top:
+                if text is not None:
+                    try:
+                        json.loads(text)
+                    except ValueError:
+                        return self._name(key)
+            elif key.startswith(top + (self.env_nested_delimiter or "\0")):
+                try:
+                    super().explode_env_vars(field_name, field, {key: text})
+                except ValueError:
+                    return self._name(key)
+        return self._name(top)
+
+
+class _EnvSource(_NamedSource):
+    pass
+
+
+class _SecretsSource(_NamedSource, NestedSecretsSettingsSource):
+    label = "secrets file"
+
+    def _name(self, key: str) -> str:
+        return f"{self.label} {key}"
+
+
+def _origin(loc: tuple[Any, ...], env: Mapping[str, str], secret_files: set[str]) -> str:
+    """Where the value at `loc` came from, when a variable or secrets file set it (or a table above it)."""
+    parts = [str(p).lower() for p in loc]
+    for n in range(len(parts), 0, -1):
+        name = "__".join(parts[:n])
+        if "keeper_" + name in env:
+            return f" (from environment variable KEEPER_{name.upper()})"
+        if name in secret_files:
+            return f" (from secrets file {name})"
+    return ""
+
+
+def _describe(error: Any, origin: str = "") -> str:
     path = ".".join(str(part) for part in error["loc"]) or "config"
     message = str(error["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
-    return f"{path}: {message}"
+    return f"{path}: {message}{origin}"
 
 
 def load_config(path: Path | str, *, secrets_dir: Path | str | None = None) -> KeeperSettings:
@@ -246,17 +392,33 @@ def load_config(path: Path | str, *, secrets_dir: Path | str | None = None) -> K
         raise ConfigError(f"config file {file}: not valid TOML ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {file}: cannot be read ({exc.__class__.__name__})") from None
-    secrets = secrets_dir or os.environ.get("KEEPER_SECRETS_DIR")
-    _CONFIG_FILE["path"] = file
+    secrets_text = secrets_dir or os.environ.get("KEEPER_SECRETS_DIR") or None
+    secrets = None if secrets_text is None else Path(secrets_text)
+    secret_files: set[str] = set()
+    if secrets is not None:
+        if not secrets.is_dir():
+            what = "not found" if not secrets.exists() else "not a directory"
+            raise ConfigError(f"secrets dir {secrets} (KEEPER_SECRETS_DIR): {what}")
+        secret_files = {p.name.lower() for p in secrets.iterdir() if not p.name.startswith(".")}
+    _SOURCES.update(toml=file, secrets=secrets)
+    # Errors are raised after the handlers, so no exception chain leads back to the inputs (which may be
+    # secrets); the messages name fields, variables and files only.
     try:
-        if secrets is not None:
-            return KeeperSettings(_secrets_dir=str(secrets))  # type: ignore[call-arg]
         return KeeperSettings()  # type: ignore[call-arg]
     except ValidationError as exc:
-        lines = [_describe(error) for error in exc.errors()]
-        raise ConfigError(f"invalid configuration in {file}:\n  " + "\n  ".join(lines)) from None
+        env = {k.lower(): v for k, v in os.environ.items()}
+        lines = [_describe(error, _origin(error["loc"], env, secret_files)) for error in exc.errors()]
+        message = f"invalid configuration in {file}:\n  " + "\n  ".join(lines)
+    except SettingsError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, _SourceValueError):
+            message = (f"invalid configuration: {cause.where}: not valid JSON (lists and tables set this way "
+                       "are JSON, e.g. '[\"https://a\", \"https://b\"]')")
+        else:
+            message = f"invalid configuration: {exc}"  # pydantic-settings' own messages never quote values
     finally:
-        _CONFIG_FILE["path"] = None
+        _SOURCES.update(toml=None, secrets=None)
+    raise ConfigError(message)
 
 
 def render_toml(data: dict[str, Any]) -> str:

@@ -116,3 +116,159 @@ def test_bad_lyf_fields_are_named(tmp_path: Path) -> None:
     assert "lyf.positions.0.pair: must be a 0x-prefixed 20-byte hex address" in text
     assert "lyf.positions.0.target_leverage_bps: Input should be greater than 10000" in text
     assert "lyf.positions.0.surprise: unknown setting" in text
+
+
+# --- secrets directory, precedence, source errors --------------------------------------------------------------
+
+DEV_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil dev key #1 (devnet only)
+DEV_ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+OTHER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"  # dev key #2
+DB_URL = "postgresql://keeper:s3cret-pw@db.internal:5432/keeper"
+
+
+def secrets(tmp_path: Path, **files: str) -> Path:
+    folder = tmp_path / "secrets"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text + "\n")  # as `kubectl create secret` / docker secrets write them
+    return folder
+
+
+def test_secrets_dir_loads_the_documented_nested_file_names_as_secret_str(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = secrets(tmp_path, signer__key=DEV_KEY, store__database_url=DB_URL)
+    path = write(tmp_path, {**VALID, "signer": {"kind": "raw"}})
+    for cfg in (load_config(path, secrets_dir=folder), _with_env(monkeypatch, "KEEPER_SECRETS_DIR", str(folder), path)):
+        assert cfg.signer.key is not None and cfg.store.database_url is not None
+        assert cfg.signer.key.get_secret_value() == DEV_KEY  # the file's trailing newline is stripped
+        assert cfg.store.database_url.get_secret_value() == DB_URL
+        assert cfg.keeper_address() == DEV_ADDRESS
+        assert DEV_KEY not in repr(cfg) and "s3cret-pw" not in repr(cfg) and "s3cret-pw" not in str(cfg.model_dump())
+
+
+def _with_env(monkeypatch: pytest.MonkeyPatch, name: str, value: str, path: Path) -> object:
+    monkeypatch.setenv(name, value)
+    return load_config(path)
+
+
+def test_environment_beats_secrets_files_which_beat_the_toml_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = secrets(tmp_path, signer__key=DEV_KEY, chain__chain_id="10")
+    path = write(tmp_path, {**VALID, "signer": {"kind": "raw", "key": OTHER_KEY}})
+    assert load_config(path).chain.chain_id == 31337  # the file alone
+    cfg = load_config(path, secrets_dir=folder)
+    assert cfg.chain.chain_id == 10 and cfg.keeper_address() == DEV_ADDRESS  # secrets files beat the TOML file
+    assert cfg.chain.rpc_urls == ["http://127.0.0.1:8545"]  # a nested file overrides one field, not the table
+    monkeypatch.setenv("KEEPER_CHAIN__CHAIN_ID", "20")
+    monkeypatch.setenv("KEEPER_SIGNER__KEY", OTHER_KEY)
+    cfg = load_config(path, secrets_dir=folder)
+    assert cfg.chain.chain_id == 20  # the environment beats the secrets files
+    assert cfg.keeper_address() == "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
+
+def test_missing_secrets_dir_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"secrets dir .*absent \(KEEPER_SECRETS_DIR\): not found"):
+        load_config(write(tmp_path, VALID), secrets_dir=tmp_path / "absent")
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(ConfigError, match="not a directory"):
+        load_config(write(tmp_path, VALID), secrets_dir=tmp_path / "plain")
+
+
+def test_environment_value_that_is_not_json_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, VALID)
+    monkeypatch.setenv("KEEPER_CHAIN__RPC_URLS", "not-json")
+    with pytest.raises(ConfigError, match="environment variable KEEPER_CHAIN__RPC_URLS: not valid JSON") as info:
+        load_config(path)
+    assert "not-json" not in exception_chain_text(info.value)
+    monkeypatch.delenv("KEEPER_CHAIN__RPC_URLS")
+    broken = '{"kind": "raw", "key": "' + DEV_KEY + '"'  # a whole table, cut short: the key must not be echoed
+    monkeypatch.setenv("KEEPER_SIGNER", broken)
+    with pytest.raises(ConfigError, match="environment variable KEEPER_SIGNER: not valid JSON") as info:
+        load_config(path)
+    assert DEV_KEY[2:] not in exception_chain_text(info.value)
+
+
+def exception_chain_text(exc: BaseException | None) -> str:
+    """Everything reachable from an exception (messages, reprs, attributes such as JSONDecodeError.doc)."""
+    parts: list[str] = []
+    while exc is not None:
+        parts += [str(exc), repr(exc), repr(vars(exc))]
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+def test_secrets_file_that_is_not_json_names_the_file(tmp_path: Path) -> None:
+    folder = secrets(tmp_path, chain__rpc_urls='["http://a"')
+    with pytest.raises(ConfigError, match="secrets file chain__rpc_urls: not valid JSON"):
+        load_config(write(tmp_path, VALID), secrets_dir=folder)
+
+
+def test_invalid_value_from_a_variable_or_secrets_file_says_where_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = secrets(tmp_path, store__lease_seconds="-1")
+    monkeypatch.setenv("KEEPER_CHAIN__RPC_URLS", '"http://one-string"')  # JSON, but not a list
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, VALID), secrets_dir=folder)
+    text = str(info.value)
+    assert "chain.rpc_urls: Input should be a valid list (from environment variable KEEPER_CHAIN__RPC_URLS)" in text
+    assert "store.lease_seconds: Input should be greater than 0 (from secrets file store__lease_seconds)" in text
+
+
+def test_each_signer_kind_names_what_it_needs(tmp_path: Path) -> None:
+    cases = {
+        "remote": ({"remote_url": "https://signer.internal"}, "signer: kind 'remote' needs address"),
+        "keystore": ({"keystore_file": "/k.json"}, "signer: kind 'keystore' needs password_file"),
+        "raw": ({}, "signer: kind 'raw' needs key"),
+    }
+    for kind, (fields, message) in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, {**VALID, "signer": {"kind": kind, **fields}}))
+
+
+def keystore(tmp_path: Path, key: str = DEV_KEY, **over: object) -> Path:
+    import json
+
+    from eth_account import Account
+
+    data = {**Account.encrypt(key, "pw", kdf="pbkdf2", iterations=2), **over}
+    path = tmp_path / "keystore.json"
+    path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}))
+    return path
+
+
+def test_keystore_address_comes_from_the_file_without_the_password(tmp_path: Path) -> None:
+    signer = {"kind": "keystore", "keystore_file": str(keystore(tmp_path)), "password_file": "/nonexistent"}
+    cfg = load_config(write(tmp_path, {**VALID, "signer": signer}))
+    assert cfg.keeper_address() == DEV_ADDRESS  # checksummed, from the JSON "address" field (no 0x there)
+    agreeing = load_config(write(tmp_path, {**VALID, "signer": {**signer, "address": DEV_ADDRESS.lower()}}))
+    assert agreeing.keeper_address() == DEV_ADDRESS
+    wrong = load_config(write(tmp_path, {**VALID, "signer": {**signer, "address": ADDR}}))
+    with pytest.raises(ConfigError, match=r"signer\.address 0x1{40} does not match"):
+        wrong.keeper_address()
+
+
+def test_unreadable_keystore_address_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    for over, message in (({"address": None}, 'no "address" field'), ({"address": "0x12"}, 'no "address" field')):
+        signer = {"kind": "keystore", "keystore_file": str(keystore(tmp_path, **over)), "password_file": "/p"}
+        with pytest.raises(ConfigError, match=f"signer.keystore_file .*keystore.json: {message}"):
+            load_config(write(tmp_path, {**VALID, "signer": signer})).keeper_address()
+    signer = {"kind": "keystore", "keystore_file": str(tmp_path / "gone.json"), "password_file": "/p"}
+    with pytest.raises(ConfigError, match=r"gone.json: cannot be read \(FileNotFoundError\)"):
+        load_config(write(tmp_path, {**VALID, "signer": signer})).keeper_address()
+    (tmp_path / "text.json").write_text("not json")
+    signer["keystore_file"] = str(tmp_path / "text.json")
+    with pytest.raises(ConfigError, match=r"text\.json: not valid JSON"):
+        load_config(write(tmp_path, {**VALID, "signer": signer})).keeper_address()
+
+
+def test_raw_key_file_address_is_derived_and_a_bad_file_never_echoes_its_content(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text(DEV_KEY + "\n")
+    cfg = load_config(write(tmp_path, {**VALID, "signer": {"kind": "raw", "key_file": str(tmp_path / "key")}}))
+    assert cfg.keeper_address() == DEV_ADDRESS
+    (tmp_path / "key").write_text(DEV_KEY[:-2] + "zz")
+    with pytest.raises(ConfigError, match="not a valid secp256k1 private key") as info:
+        cfg.keeper_address()
+    assert DEV_KEY[2:40] not in str(info.value) and info.value.__context__ is None
