@@ -1,7 +1,8 @@
 """The `keeper` command line. Owns argument parsing, exit codes and turning errors into messages.
 
-Exit codes: 0 success, 1 unexpected failure (a bug: traceback), 2 user error (bad config, input or
-arguments: one clear message, no traceback), 130 interrupted.
+Exit codes: 0 success; 1 the chain could not be read (one message), or an unexpected failure (a bug:
+traceback); 2 user error (bad config — including an environment variable or secrets file that cannot be
+decoded — input or arguments: one clear message, no traceback); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keeper.errors import ConfigError, KeeperError, ReadError
+
+if TYPE_CHECKING:
+    from keeper.config import KeeperSettings
+    from keeper.store import Store
 
 
 def _connect(config_path: str) -> tuple[object, object]:
@@ -187,14 +192,8 @@ def cmd_fees(args: argparse.Namespace) -> int:
     from keeper.account import render_table
     from keeper.config import load_config
     from keeper.daemon.app import LEDGER_KEY, attribution_records
-    from keeper.store import open_store
 
-    cfg = load_config(args.config)
-    url = cfg.store.database_url
-    path = cfg.state_dir / "journal.sqlite3"
-    if url is None and not path.exists():
-        raise ConfigError(f"state_dir: no journal at {path} (has the keeper run with this config?)")
-    store = open_store(url.get_secret_value() if url else path)
+    store = _open_journal(load_config(args.config))
     try:
         records = attribution_records(store)
         ledger_text = store.get_state(LEDGER_KEY)
@@ -214,6 +213,132 @@ def cmd_fees(args: argparse.Namespace) -> int:
                 print(f"  vault {holder['holder_id']}: charged {int(holder['charged']) / 10**6:,.6f} USD "
                       f"(settled at rebalance {holder['settled_at']})")
     return 0
+
+
+def _open_journal(cfg: KeeperSettings) -> Store:
+    """The daemon's journal for `cfg` (PostgreSQL when store.database_url is set, else the state dir's SQLite)."""
+    from keeper.store import open_store
+
+    url = cfg.store.database_url
+    path = cfg.state_dir / "journal.sqlite3"
+    if url is None and not path.exists():
+        raise ConfigError(f"state_dir: no journal at {path} (has the keeper run with this config?)")
+    try:
+        return open_store(url.get_secret_value() if url else path)
+    except Exception as exc:  # a driver's message may quote the URL (and its password): name the setting only
+        where = "store.database_url" if url else f"state_dir: journal {path}"
+        raise ConfigError(f"{where}: cannot open the journal ({exc.__class__.__name__})") from None
+
+
+# The operator's halt acknowledgements: a JSON object {halt key: unix timestamp} in the journal's state
+# table, written by `keeper ack-halt` and read by the daemon every tick (into Memory.acks). A halt raised
+# at `since` is acknowledged by an entry >= since; the timestamp is the chain's latest block time.
+HALT_ACKS_KEY = "halt-acks"
+
+
+def current_halts(store: Store) -> dict[str, int]:
+    """Halt key → timestamp since which it is raised, from the daemon's persisted decision memory."""
+    from keeper.daemon.app import MEMORY_KEY
+    from keeper.snapshot import memory_from_json_dict
+
+    text = store.get_state(MEMORY_KEY)
+    if text is None:
+        return {}
+    try:
+        memory = memory_from_json_dict(json.loads(text))
+    except (ValueError, ConfigError) as exc:
+        raise ConfigError(f"journal state {MEMORY_KEY}: unreadable decision memory ({exc})") from None
+    return dict(memory.halts)
+
+
+def halt_acks(store: Store) -> dict[str, int]:
+    """The stored acknowledgements; ConfigError when the entry is not {str: non-negative int}."""
+    text = store.get_state(HALT_ACKS_KEY)
+    if text is None:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in data.items()
+    ):
+        raise ConfigError(f"journal state {HALT_ACKS_KEY}: expected a JSON object of halt key → unix timestamp; "
+                          "fix or delete the entry (nothing was written)")
+    return dict(data)
+
+
+def acknowledge_halts(store: Store, keys: Sequence[str], timestamp: int) -> dict[str, int]:
+    """Stamp `keys` (each a current halt) with `timestamp`, merged into the stored acknowledgements; returns
+    what is stored now. An unknown key writes nothing and raises an InputError listing the current halts."""
+    halts = current_halts(store)
+    _known(halts, keys)
+    for key in keys:
+        if timestamp < halts[key]:
+            raise ReadError(f"the chain's latest block time {timestamp} is older than halt {key} (raised at "
+                            f"{halts[key]}): the endpoint lags; nothing was written")
+    acks = {**halt_acks(store), **{key: timestamp for key in keys}}
+    store.put_state(HALT_ACKS_KEY, json.dumps(acks, sort_keys=True))
+    return acks
+
+
+def _known(halts: dict[str, int], keys: Sequence[str]) -> None:
+    from keeper.errors import InputError
+
+    unknown = [k for k in keys if k not in halts]
+    if unknown:
+        listing = ", ".join(sorted(halts)) or "none"
+        raise InputError(unknown[0], f"not a current halt (current halts: {listing})")
+
+
+def _latest_block(cfg: KeeperSettings) -> tuple[int, int]:
+    """(number, timestamp) of the latest block from the first configured endpoint that answers."""
+    from keeper.chain.rpc import connect
+
+    failures: list[str] = []
+    for i, url in enumerate(cfg.chain.rpc_urls):
+        try:
+            w3 = connect(url, cfg.chain.chain_id, timeout=cfg.chain.request_timeout_seconds)
+            block = w3.eth.get_block("latest")
+            return int(block["number"]), int(block["timestamp"])
+        except ReadError:
+            failures.append(f"rpc_urls[{i}] did not answer")
+        except ConfigError:
+            raise
+        except Exception as exc:
+            failures.append(f"rpc_urls[{i}]: {exc.__class__.__name__}")
+    raise ReadError("no endpoint gave the latest block (" + "; ".join(failures) + ")")
+
+
+def cmd_ack_halt(args: argparse.Namespace) -> int:
+    """Acknowledge a volatility-band halt so the daemon trades that vault again; --list shows halts."""
+    from keeper.config import load_config
+
+    cfg = load_config(args.config)
+    store = _open_journal(cfg)
+    try:
+        if args.keys:
+            _known(current_halts(store), args.keys)  # before the chain is asked: an unknown key costs no RPC
+            number, timestamp = _latest_block(cfg)
+            acknowledge_halts(store, args.keys, timestamp)
+            for key in args.keys:
+                print(f"acknowledged {key} at {timestamp} (block {number}); the daemon trades again from its next tick")
+        if args.list or not args.keys:
+            _print_halts(current_halts(store), halt_acks(store))
+    finally:
+        store.close()
+    return 0
+
+
+def _print_halts(halts: dict[str, int], acks: dict[str, int]) -> None:
+    print(f"current halts ({len(halts)}):" if halts else "current halts: none")
+    for key, since in sorted(halts.items()):
+        ack = acks.get(key)
+        state = f"acknowledged at {ack}" if ack is not None and ack >= since else "not acknowledged"
+        print(f"  {key}  raised at {since}  {state}")
+    stale = sorted(k for k in acks if k not in halts)
+    if stale:
+        print("acknowledgements of halts no longer raised: " + ", ".join(f"{k}={acks[k]}" for k in stale))
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -283,6 +408,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r:.20}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} out of range 0-65535")
+    return port
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Keeps every subcommand's description on its own line (argparse under-measures indented subcommands)."""
 
@@ -323,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run)
     p.add_argument("--config", required=True, help="config file (TOML)")
     p.add_argument("--dry-run", action="store_true", help="decide, net and simulate; never sign")
-    p.add_argument("--metrics-port", type=int, default=None, help="override metrics.port")
+    p.add_argument("--metrics-port", type=_port, default=None, help="override metrics.port")
 
     p = add("snapshot", cmd_snapshot)
     p.add_argument("--config", required=True, help="config file (TOML)")
@@ -341,6 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("check-config", cmd_check_config)
     p.add_argument("--config", required=True, help="config file (TOML)")
+
+    p = add("ack-halt", cmd_ack_halt)
+    p.add_argument("--config", required=True, help="config file (TOML): its journal and RPC endpoints")
+    p.add_argument("--list", action="store_true", help="print the current halts and acknowledgements (default "
+                                                         "when no KEY is given)")
+    p.add_argument("keys", nargs="*", metavar="KEY", help="halt key to acknowledge, e.g. band:1:WETH")
 
     p = add("demo", cmd_demo)
     p.add_argument("--state-dir", default=".keeper/demo", help="where the demo writes its config, log and report")
