@@ -16,24 +16,52 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = re.compile(r"(key|secret|password|passphrase|mnemonic|token|auth)", re.IGNORECASE)
-_HEX64 = re.compile(r"0x[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+_NOT_SECRET_SUFFIXES = ("_hash", "_id", "_count")
+# 32 bytes of hex, 0x-prefixed or bare, not part of a longer hex run (calldata, a 65-byte signature)
+_HEX64 = re.compile(r"(?<![0-9a-fA-Fx])(?:0x)?[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@")  # scheme://user:PASSWORD@
 
 
 def _hex_bytes(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
-        if isinstance(value, bytes | bytearray):
-            event[key] = "0x" + bytes(value).hex()
+        event[key] = _hex(value)
     return event
+
+
+def _hex(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {k: _hex(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_hex(v) for v in value]
+    return value
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Drop values of secret-named fields; a field that must carry a 32-byte hash says so in its name."""
+    """Drop values of secret-named fields, 32-byte hex strings (a private key looks like that) and passwords
+    in URLs, at any depth; a field that must carry a 32-byte hash says so in its name (`tx_hash`, `topic`,
+    `*_id`). Runs before rendering and again after exceptions are formatted."""
     for key, value in list(event.items()):
-        if _SECRET_KEYS.search(key) and not key.endswith(("_hash", "_id", "_count")):
-            event[key] = "[redacted]"
-        elif isinstance(value, str) and _HEX64.search(value) and not key.endswith(("hash", "_id", "topic")):
-            event[key] = _HEX64.sub("0x[redacted-32-bytes]", value)
+        if key.startswith("_"):  # structlog's own (_record, _from_structlog)
+            continue
+        event[key] = _scrub(str(key), value)
     return event
+
+
+def _scrub(key: str, value: Any) -> Any:
+    if _SECRET_KEYS.search(key) and not key.endswith(_NOT_SECRET_SUFFIXES):
+        return "[redacted]"
+    if isinstance(value, str):
+        text = _URL_CREDENTIALS.sub(r"\1[redacted]@", value)
+        if key.endswith(("hash", "_id", "topic")):
+            return text
+        return _HEX64.sub("0x[redacted-32-bytes]", text)
+    if isinstance(value, dict):
+        return {k: _scrub(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(key, v) for v in value]
+    return value
 
 
 def configure(level: str = "INFO", *, json: bool | None = None) -> None:
@@ -63,6 +91,7 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                _redact,  # a traceback's text can quote a value
                 renderer,
             ],
         )
