@@ -5,12 +5,15 @@
 - `deployment` (session): the reference system, deployed once.
 - `chain` (function): `evm_snapshot` before the test, `evm_revert` after (isolates state changes).
 - `c` (session): `c("VaultManager")` -> the web3 contract at the deployment's address.
-- `record` (function): appends a RELIABILITY.md result row (keeper.faults.results) for a fault scenario.
+- `record` (function): appends a RELIABILITY.md result row (keeper.faults.results) for a fault scenario; a test
+  that fails or skips without recording still leaves a row (tests/faults/plugin.py).
+- `secret_scan` (session) and the session hooks of tests/faults/plugin.py: every key the suites configure is
+  scanned for in every test's output, subprocess output, *.log file and registered artifact; a leak fails
+  the session.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -19,7 +22,18 @@ from web3.contract import Contract
 
 from keeper.devnet.anvil import Anvil, rpc
 from keeper.devnet.deploy import Deployment, contract, deploy_reference_system
-from keeper.faults.results import Row, append
+from tests.faults.plugin import (  # noqa: F401 - fixtures and hooks shared by every suite
+    _session_temp,
+    pytest_configure,
+    pytest_runtest_logreport,
+    pytest_runtest_logstart,
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+    pytest_unconfigure,
+    record,
+    secret_scan,
+)
 
 
 @pytest.fixture(scope="session")
@@ -76,17 +90,3 @@ def c(w3: Web3, deployment: Deployment) -> Callable[..., Contract]:
         return contract(w3, name, _ADDRESS_OF[name](deployment))
 
     return get
-
-
-@pytest.fixture
-def record(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
-    """`record(scenario, injected, frequency, expected, observed, verdict="pass")` appends a result row."""
-    started = time.monotonic()
-    slow = request.node.get_closest_marker("slow") is not None
-
-    def write(scenario: str, injected: str, frequency: str, expected: str, observed: str,  # noqa: PLR0917
-              verdict: str = "pass") -> None:
-        append(Row(scenario, injected, frequency, expected, observed, verdict, slow,
-                   round(time.monotonic() - started, 1), request.node.nodeid))
-
-    yield write

@@ -1,8 +1,9 @@
 """`keeper run` as a subprocess under test: config, start, signals, metrics scrapes and /proc statistics.
 
-Everything it starts is stopped by pid (`stop()`; `kill()` is SIGKILL). The log file and every /metrics
-scrape that shows a new name, label or help text (values are numbers) are kept so that a suite can scan
-all of them for secrets at the end.
+Everything it starts is stopped by pid (`stop()`; `kill()` is SIGKILL). With a `scan`
+(keeper.faults.secrets.SecretScan), every log file is registered for the secret scan as it is opened and
+every /metrics scrape is scanned as it is read; the scrapes that show a new name, label or help text are
+also kept in `scrapes`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from keeper.config import render_toml
+from keeper.faults.secrets import SecretScan
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -81,6 +83,7 @@ class DaemonProcess:
     logs: list[Path] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    scan: SecretScan | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -108,6 +111,8 @@ class DaemonProcess:
         self.config_path.write_text(render_toml(self.config))
         self.starts += 1
         self.logs.append(self.log_path)
+        if self.scan is not None:
+            self.scan.add_file("daemon logs", f"{self.name} log {self.log_path.name}", self.log_path)
         env = {**os.environ, **(self.env or {})}
         with self.log_path.open("wb") as out:
             self.process = subprocess.Popen(
@@ -162,6 +167,8 @@ class DaemonProcess:
         if status != 200:
             return ""
         self.scrape_count += 1
+        if self.scan is not None:
+            self.scan.add_text("/metrics scrapes", f"{self.name} /metrics", text)
         # a sample's value is a number and cannot carry a secret: keep the scrape only when a name, label or
         # help text is new, so a long soak (thousands of polls) keeps memory flat yet everything gets scanned
         shapes = {line.rsplit(" ", 1)[0] if not line.startswith("#") else line for line in text.splitlines()}

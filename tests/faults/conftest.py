@@ -1,4 +1,6 @@
-"""Fixtures of the fault and abuse suite: the daemon under attack, the market, result rows, the secret scan.
+"""Fixtures of the fault and abuse suite: the daemon under attack, the market, result rows.
+
+Every daemon's logs and /metrics scrapes go to the session's secret scan (tests/faults/plugin.py).
 
 Slow scenarios (`@pytest.mark.slow`) are deselected here unless a `-m` expression is given, so `make test`
 runs the representative fast subset and `make faults` (`-m "slow or not slow"`) runs everything. Only items
@@ -24,18 +26,16 @@ from keeper.devnet.market import Market
 from keeper.devnet.session import devnet_config
 from keeper.faults.chainops import nonce
 from keeper.faults.process import DaemonProcess
+from tests.faults.plugin import SCAN
 
 HERE = Path(__file__).resolve().parent
 KEEPER = DEV_ACCOUNTS[1]
 
-# every daemon log, CLI output and /metrics scrape of the session, for the final secret scan
-ARTIFACTS: list[tuple[str, str]] = []
 # children cache bytecode outside the repo (the environment disables .pyc writing; imports dominate start-up)
 CHILD_ENV = {
     "PYTHONDONTWRITEBYTECODE": "",
     "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "keeper-faults-pycache"),
 }
-DAEMONS: list[DaemonProcess] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,17 +45,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in Path(str(item.fspath)).parents and item.get_closest_marker("slow"):
             item.add_marker(skip)
-
-
-@pytest.fixture(scope="session")
-def artifacts() -> tuple[list[tuple[str, str]], list[DaemonProcess]]:
-    """This module's registries as pytest loaded it (a test importing tests.faults.conftest gets another copy)."""
-    return ARTIFACTS, DAEMONS
-
-
-def collect(daemon: DaemonProcess) -> None:
-    ARTIFACTS.append((f"{daemon.name} log", daemon.log_text()))
-    ARTIFACTS.extend((f"{daemon.name} /metrics scrape {i}", text) for i, text in enumerate(daemon.scrapes))
 
 
 def keeper_config(anvil: Anvil, deployment: Deployment, state: Path, **sections: Any) -> dict[str, Any]:
@@ -150,9 +139,8 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
 
     def make(config: dict[str, Any], name: str = "keeper", **kw: Any) -> DaemonProcess:
         kw.setdefault("env", CHILD_ENV)
-        d = DaemonProcess(config, tmp_path / "daemon", name=name, **kw)
+        d = DaemonProcess(config, tmp_path / "daemon", name=name, scan=SCAN, **kw)
         made.append(d)
-        DAEMONS.append(d)
         return d
 
     try:
@@ -160,7 +148,6 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     finally:
         for d in made:
             d.stop()
-            collect(d)
 
 
 def ready(d: DaemonProcess, world: World, timeout: float = 60) -> None:
