@@ -272,3 +272,21 @@ def test_raw_key_file_address_is_derived_and_a_bad_file_never_echoes_its_content
     with pytest.raises(ConfigError, match="not a valid secp256k1 private key") as info:
         cfg.keeper_address()
     assert DEV_KEY[2:40] not in str(info.value) and info.value.__context__ is None
+
+
+def test_kubernetes_secret_volume_layout_loads_and_other_files_are_ignored(tmp_path: Path) -> None:
+    """A Secret mounted as a volume: each key a symlink into the hidden `..data` directory; the keystore and
+    its password file live beside the settings and are not settings themselves."""
+    folder = tmp_path / "mounted"
+    data = folder / "..2026_01_01"
+    data.mkdir(parents=True)
+    (data / "signer__key").write_text(DEV_KEY)
+    (data / "store__database_url").write_text(DB_URL)
+    (data / "keystore.json").write_text("{}")
+    (data / "password").write_text("pw")
+    (folder / "..data").symlink_to(data.name)
+    for name in ("signer__key", "store__database_url", "keystore.json", "password"):
+        (folder / name).symlink_to(f"..data/{name}")
+    cfg = load_config(write(tmp_path, {**VALID, "signer": {"kind": "raw"}}), secrets_dir=folder)
+    assert cfg.keeper_address() == DEV_ADDRESS
+    assert cfg.store.database_url is not None and cfg.store.database_url.get_secret_value() == DB_URL
