@@ -68,6 +68,10 @@ def naive_read(w3: Web3, d: Deployment, vm_address: str, block: int) -> int:
     values: list[Any] = []
     for symbol in ("USDC", "WETH", "WBTC"):
         token, feed = d.tokens[symbol], contract(w3, "PriceFeed", d.feeds[symbol])
+        # the lending reserve through Aave v3's interface, as on a real deployment: the reserve data
+        # (configuration bitmap, rate, token addresses), then the aToken and variable debt token
+        reserve = pool.functions.getReserveData(token).call(**b)
+        a_token, debt_token = contract(w3, "AToken", reserve[8]), contract(w3, "VariableDebtToken", reserve[10])
         values += [
             feed.functions.latestRoundData().call(**b),
             gmx.functions.getMinPrice(token).call(**b),
@@ -77,12 +81,10 @@ def naive_read(w3: Web3, d: Deployment, vm_address: str, block: int) -> int:
             gmx.functions.guaranteedUsd(token).call(**b),
             gmx.functions.globalShortSizes(token).call(**b),
             glpm.functions.getGlobalShortAveragePrice(token).call(**b),
-            pool.functions.liquidationThreshold(token).call(**b),
-            pool.functions.ltvOf(token).call(**b),
-            pool.functions.borrowCap(token).call(**b),
-            pool.functions.variableBorrowRate(token).call(**b),
-            pool.functions.collateralOf(vm_address, token).call(**b),
-            pool.functions.debtOf(vm_address, token).call(**b),
+            reserve,
+            a_token.functions.balanceOf(vm_address).call(**b),
+            debt_token.functions.balanceOf(vm_address).call(**b),
+            debt_token.functions.totalSupply().call(**b),
         ]
     values += [
         glp.functions.totalSupply().call(**b),

@@ -3,12 +3,17 @@ pragma solidity ^0.8.24;
 
 import {AggregatorV3Interface} from "./interfaces/AggregatorV3Interface.sol";
 import {IERC20} from "./interfaces/IERC20.sol";
+import {AToken, VariableDebtToken} from "./ReserveTokens.sol";
 
-/// @title Pool — an Aave v3-shaped lending pool (devnet only).
-/// Collateral earns nothing. Variable debt grows through a per-asset index (ray) compounded linearly
-/// between updates at a settable annual rate. Each user's debt is remembered as (principal, index at the
-/// last touch); debt now = ceil(principal × index / userIndex), so interest rounds up (against the
-/// borrower) and a borrow or repay in the same block moves the debt by exactly the amount.
+/// @title Pool — an Aave v3-compatible lending pool (devnet only).
+/// The keeper reads it only through Aave v3's own interface: `getUserAccountData`, `getReserveData`
+/// (the v3 `ReserveDataLegacy` layout), `getConfiguration` (the v3 bitmap) and the reserve's aToken /
+/// variable debt token (`balanceOf`, `totalSupply`), deployed here by `configureReserve`.
+/// Collateral earns nothing (liquidity index stays 1 ray). Variable debt grows through a per-asset index
+/// (ray) compounded linearly between updates at a settable annual rate. Each user's debt is remembered as
+/// (principal, index at the last touch); debt now = ceil(principal × index / userIndex), so interest
+/// rounds up (against the borrower) and a borrow or repay in the same block moves the debt by exactly the
+/// amount. No liquidations (liquidation bonus 0), no stable rate, no supply cap, no isolation mode.
 contract Pool {
     error NotOwner(address caller);
     error HealthFactorTooLow(uint256 healthFactor);
@@ -19,6 +24,7 @@ contract Pool {
     error NotSupported();
     error UnknownReserve(address asset);
     error InvalidAmount();
+    error InvalidReserveConfig(address asset);
 
     event Supply(address indexed reserve, address user, address indexed onBehalfOf, uint256 amount, uint16 indexed referralCode);
     event Withdraw(address indexed reserve, address indexed user, address indexed to, uint256 amount);
@@ -37,17 +43,47 @@ contract Pool {
     uint256 internal constant RAY = 1e27;
     uint256 internal constant SECONDS_PER_YEAR = 365 days;
     uint256 internal constant BPS = 10_000;
+    /// Aave v3 ReserveConfiguration: borrow cap in whole tokens, bits 80-115.
+    uint256 internal constant MAX_VALID_BORROW_CAP = 68_719_476_735;
 
     struct Reserve {
         address feed;
         uint8 decimals;
         uint16 ltv; // bps
         uint16 liquidationThreshold; // bps
+        uint16 id; // position in reservesList
+        address aToken;
+        address variableDebtToken;
         uint256 borrowCap; // whole tokens, 0 = none
         uint256 rate; // annual variable borrow rate, ray
-        uint256 index; // variable borrow index, ray
+        uint256 index; // variable borrow index, ray, at lastUpdate
         uint256 lastUpdate;
-        uint256 totalDebt; // approximate (for caps): scaled by the index like the user debts
+        uint256 totalDebt; // all borrowers' debt at lastUpdate, grown by the index like the user debts
+        uint256 totalCollateral; // all suppliers' collateral (the aToken's total supply)
+    }
+
+    /// Aave v3 `DataTypes.ReserveConfigurationMap`.
+    struct ReserveConfigurationMap {
+        uint256 data;
+    }
+
+    /// Aave v3 `DataTypes.ReserveDataLegacy` (the `getReserveData` return of v3.1+, and v3.0's ReserveData).
+    struct ReserveDataLegacy {
+        ReserveConfigurationMap configuration;
+        uint128 liquidityIndex;
+        uint128 currentLiquidityRate;
+        uint128 variableBorrowIndex;
+        uint128 currentVariableBorrowRate;
+        uint128 currentStableBorrowRate;
+        uint40 lastUpdateTimestamp;
+        uint16 id;
+        address aTokenAddress;
+        address stableDebtTokenAddress;
+        address variableDebtTokenAddress;
+        address interestRateStrategyAddress;
+        uint128 accruedToTreasury;
+        uint128 unbacked;
+        uint128 isolationModeTotalDebt;
     }
 
     struct UserDebt {
@@ -80,12 +116,19 @@ contract Pool {
         uint256 borrowCapTokens,
         uint256 borrowRateRay
     ) external onlyOwner {
+        if (
+            feed == address(0) || ltvBps > liquidationThresholdBps || liquidationThresholdBps > BPS
+                || borrowCapTokens > MAX_VALID_BORROW_CAP || borrowRateRay > type(uint128).max
+        ) revert InvalidReserveConfig(asset);
         Reserve storage r = reserves[asset];
         if (r.feed == address(0)) {
+            r.id = uint16(reservesList.length);
             reservesList.push(asset);
             r.index = RAY;
             r.lastUpdate = block.timestamp;
             r.decimals = IERC20(asset).decimals();
+            r.aToken = address(new AToken(asset, r.decimals));
+            r.variableDebtToken = address(new VariableDebtToken(asset, r.decimals));
         } else {
             _accrue(r);
         }
@@ -99,38 +142,52 @@ contract Pool {
 
     function setBorrowRate(address asset, uint256 rateRay) external onlyOwner {
         Reserve storage r = _reserve(asset);
+        if (rateRay > type(uint128).max) revert InvalidReserveConfig(asset);
         _accrue(r);
         r.rate = rateRay;
     }
 
     function setBorrowCap(address asset, uint256 capTokens) external onlyOwner {
-        _reserve(asset).borrowCap = capTokens;
+        Reserve storage r = _reserve(asset);
+        if (capTokens > MAX_VALID_BORROW_CAP) revert InvalidReserveConfig(asset);
+        r.borrowCap = capTokens;
     }
 
-    // ---- views ----
+    // ---- Aave v3 views ----
 
     function getReservesList() external view returns (address[] memory) {
         return reservesList;
     }
 
-    function borrowCap(address asset) external view returns (uint256) {
-        return _reserve(asset).borrowCap;
+    /// The Aave v3 bitmap: LTV bits 0-15, liquidation threshold 16-31 (bps), liquidation bonus 32-47 (0:
+    /// no liquidations here), decimals 48-55, active bit 56, borrowing enabled bit 58, borrow cap 80-115
+    /// (whole tokens, 0 = none); frozen, paused, reserve factor, supply cap and the rest are 0.
+    function getConfiguration(address asset) public view returns (ReserveConfigurationMap memory) {
+        Reserve storage r = _reserve(asset);
+        return ReserveConfigurationMap(
+            uint256(r.ltv) | (uint256(r.liquidationThreshold) << 16) | (uint256(r.decimals) << 48) | (1 << 56)
+                | (1 << 58) | (r.borrowCap << 80)
+        );
     }
 
-    function liquidationThreshold(address asset) external view returns (uint256) {
-        return _reserve(asset).liquidationThreshold;
+    /// Aave v3 `getReserveData`: the index and timestamp as of the reserve's last update (the current
+    /// index is `getReserveNormalizedVariableDebt`), the current variable rate (ray), the token addresses.
+    function getReserveData(address asset) external view returns (ReserveDataLegacy memory data) {
+        Reserve storage r = _reserve(asset);
+        data.configuration = getConfiguration(asset);
+        data.liquidityIndex = uint128(RAY);
+        data.variableBorrowIndex = uint128(r.index);
+        data.currentVariableBorrowRate = uint128(r.rate);
+        data.lastUpdateTimestamp = uint40(r.lastUpdate);
+        data.id = r.id;
+        data.aTokenAddress = r.aToken;
+        data.variableDebtTokenAddress = r.variableDebtToken;
     }
 
-    function ltvOf(address asset) external view returns (uint256) {
-        return _reserve(asset).ltv;
-    }
-
-    function variableBorrowRate(address asset) external view returns (uint256) {
-        return _reserve(asset).rate;
-    }
-
-    function feedOf(address asset) external view returns (address) {
-        return _reserve(asset).feed;
+    /// Supply index (ray): collateral earns nothing, so always 1 ray.
+    function getReserveNormalizedIncome(address asset) external view returns (uint256) {
+        _reserve(asset);
+        return RAY;
     }
 
     /// Current variable borrow index (ray): index × (1 + rate × dt / year), rounded down.
@@ -139,10 +196,16 @@ contract Pool {
         return _currentIndex(r);
     }
 
-    /// Total variable debt of the reserve (approximate; used for the borrow cap).
+    // ---- devnet ledger views (behind the aToken / debt token views; VaultManager reads debtOf) ----
+
+    /// Total variable debt of the reserve to this block (rounded up; the borrow cap counts it).
     function totalDebtOf(address asset) public view returns (uint256) {
         Reserve storage r = _reserve(asset);
         return _ceilDiv(r.totalDebt * _currentIndex(r), r.index);
+    }
+
+    function totalCollateralOf(address asset) external view returns (uint256) {
+        return _reserve(asset).totalCollateral;
     }
 
     function debtOf(address user, address asset) public view returns (uint256) {
@@ -214,6 +277,7 @@ contract Pool {
         _accrue(r);
         IERC20(asset).transferFrom(msg.sender, address(this), amount);
         collateralOf[onBehalfOf][asset] += amount;
+        r.totalCollateral += amount;
         emit Supply(asset, msg.sender, onBehalfOf, amount, referralCode);
     }
 
@@ -227,6 +291,7 @@ contract Pool {
         if (coll < amount) revert InsufficientCollateral(asset, coll, amount);
         if (IERC20(asset).balanceOf(address(this)) < amount) revert InsufficientLiquidity(asset);
         collateralOf[msg.sender][asset] = coll - amount;
+        r.totalCollateral -= amount;
         (,,,,, uint256 hf) = getUserAccountData(msg.sender);
         if (hf < 1e18) revert HealthFactorTooLow(hf);
         IERC20(asset).transfer(to, amount);

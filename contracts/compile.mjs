@@ -1,6 +1,10 @@
 // Compile every contracts/**/*.sol with solc (standard JSON) and write abis/<ContractName>.json.
 // Run from anywhere: `node contracts/compile.mjs`. Output is deterministic (sorted keys, 2-space indent,
 // trailing newline); stale artifacts of contracts that no longer exist are deleted.
+// The compiler version and every setting that shapes the bytecode live in contracts/compiler.json (not
+// here), so the build hash covers them: a settings or version change makes every artifact stale. Each
+// artifact's hash covers only its own compilation unit, so an edit to one contract's sources leaves the
+// others' artifacts fresh (and their files unchanged).
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync, mkdirSync, unlinkSync, existsSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -24,35 +28,47 @@ function listSol(dir, rel = "") {
   return out;
 }
 
-// Sort by POSIX relative path, comparing code units like Python's str sort (ASCII paths).
-const files = listSol(contractsDir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-if (files.length === 0) {
+// Paths sort by POSIX relative path, comparing code units like Python's str sort (ASCII paths).
+const byPath = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+const COMPILER_FILE = "compiler.json";
+const sol = listSol(contractsDir).sort(byPath);
+if (sol.length === 0) {
   console.error("no .sol files under contracts/");
   process.exit(1);
 }
-
-// sha256 over `relpath \0 content \0` for every file: identical to keeper.chain.artifacts.source_hash().
-const hash = createHash("sha256");
-const sources = {};
-for (const rel of files) {
-  const content = readFileSync(path.join(contractsDir, rel));
-  hash.update(Buffer.from(rel, "utf8"));
-  hash.update(Buffer.from([0]));
-  hash.update(content);
-  hash.update(Buffer.from([0]));
-  sources[rel] = { content: content.toString("utf8") };
+// Every input is read once: solc compiles, and the hashes cover, the same bytes.
+const raw = {};
+for (const rel of [...sol, COMPILER_FILE]) raw[rel] = readFileSync(path.join(contractsDir, rel));
+const compilerConfig = JSON.parse(raw[COMPILER_FILE].toString("utf8"));
+if (!solc.version().startsWith(`${compilerConfig.solc}+`)) {
+  console.error(`installed solc ${solc.version()} is not the ${compilerConfig.solc} pinned in contracts/${COMPILER_FILE}`);
+  process.exit(1);
 }
-const sourceHash = hash.digest("hex");
+
+const sources = {};
+for (const rel of sol) sources[rel] = { content: raw[rel].toString("utf8") };
+
+// An artifact's sourceHash: sha256 over `relpath \0 content \0` for each source of its compilation unit
+// (the contract's file and everything it imports, from solc's metadata) and compiler.json, sorted by
+// path; the artifact lists those sources. Identical to keeper.chain.artifacts.source_hash(sources).
+function sourceHashOf(rels) {
+  const hash = createHash("sha256");
+  for (const rel of [...rels, COMPILER_FILE].sort(byPath)) {
+    if (!raw[rel]) throw new Error(`source ${rel} is not a file under contracts/`);
+    hash.update(Buffer.from(rel, "utf8"));
+    hash.update(Buffer.from([0]));
+    hash.update(raw[rel]);
+    hash.update(Buffer.from([0]));
+  }
+  return hash.digest("hex");
+}
 
 const input = {
   language: "Solidity",
   sources,
   settings: {
-    optimizer: { enabled: true, runs: 200 },
-    evmVersion: "cancun",
-    viaIR: false, // not needed (no stack-too-deep); keeps compilation fast
-    metadata: { bytecodeHash: "none" },
-    outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
+    ...compilerConfig.settings,
+    outputSelection: { "*": { "*": ["abi", "metadata", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
   },
 };
 
@@ -95,12 +111,14 @@ for (const rel of Object.keys(output.contracts || {}).sort()) {
       process.exit(1);
     }
     written.add(name);
+    const unit = Object.keys(JSON.parse(artifact.metadata).sources).sort(byPath);
     const json = sortKeys({
       contractName: name,
       abi: artifact.abi,
       bytecode: `0x${bytecode}`,
       deployedBytecode: `0x${artifact.evm.deployedBytecode.object}`,
-      sourceHash,
+      sources: unit,
+      sourceHash: sourceHashOf(unit),
       compiler,
     });
     writeFileSync(path.join(abisDir, `${name}.json`), `${JSON.stringify(json, null, 1)}\n`);
@@ -109,4 +127,4 @@ for (const rel of Object.keys(output.contracts || {}).sort()) {
 for (const file of readdirSync(abisDir)) {
   if (file.endsWith(".json") && !written.has(file.slice(0, -5))) unlinkSync(path.join(abisDir, file));
 }
-console.log(`compiled ${written.size} contracts (${files.length} sources) into abis/, sourceHash ${sourceHash}`);
+console.log(`compiled ${written.size} contracts (${sol.length} sources) into abis/`);

@@ -11,7 +11,7 @@ prices and AUM in USD × 1e30; Aave base values in USD × 1e8; health factor × 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any, TypeVar
 
 from keeper.errors import InputError
@@ -46,6 +46,9 @@ class Asset:
     account_collateral: int
     account_debt: int
     unassigned_debt: int
+    # the reserve's total variable debt over all borrowers (debt token totalSupply), token units; the
+    # borrow cap counts it. Default 0 only for builders of reserves without a cap (see decision._borrow_room).
+    total_debt: int = 0
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,7 @@ def _build(cls: type[T], data: object, path: str) -> T:
     for name, spec in known.items():
         where = f"{path}.{name}".lstrip(".")
         if name not in data:
-            if name in ("version", "memory"):
+            if spec.default is not MISSING:  # version, memory, Asset.total_debt
                 continue
             raise InputError(where, "missing")
         raw = data[name]

@@ -7,6 +7,13 @@ reading 32-byte words directly (eth_abi is ~10× slower for thousands of books).
 computed in Python exactly as `VaultManager.equityUsd` does (`keeper.snapshot.book_equity_usd30`),
 so the node does not recompute AUM once per vault. Must not decide anything; a failed or malformed
 answer is a ReadError (retryable).
+
+The lending pool is read only through Aave v3's own interface, so the same reader works on a real
+deployment: `getUserAccountData(account)`, `getReserveData(asset)` (the v3 ReserveDataLegacy layout:
+the configuration bitmap with LTV, liquidation threshold and borrow cap, the current variable rate, the
+aToken and variable debt token addresses) and the tokens' `balanceOf(account)` / `totalSupply()`. The
+token addresses are resolved with the static layout; every tick re-reads `getReserveData` and re-reads
+the layout if a reserve's token addresses changed.
 """
 
 from __future__ import annotations
@@ -73,6 +80,41 @@ def _decode_static(outputs: tuple[str, ...], ret: bytes) -> tuple[Any, ...]:
 def _decode_uint_array(buf: bytes, pos: int) -> tuple[int, ...]:
     n = _word(buf, pos)
     return tuple(_word(buf, pos + 32 * (k + 1)) for k in range(n))
+
+
+# Aave v3 ReserveConfiguration bit layout (DataTypes.ReserveConfigurationMap).
+_LTV_BITS = (0, 16)
+_LIQUIDATION_THRESHOLD_BITS = (16, 16)
+_DECIMALS_BITS = (48, 8)
+_BORROW_CAP_BITS = (80, 36)
+# Aave v3 `getReserveData` → ReserveDataLegacy, one word per field (uint128/uint40/uint16 padded to 32 bytes).
+RESERVE_DATA_OUTPUTS: tuple[str, ...] = ("uint256",) * 8 + ("address",) * 4 + ("uint256",) * 3
+_RD_CONFIGURATION, _RD_VARIABLE_BORROW_RATE, _RD_ATOKEN, _RD_VARIABLE_DEBT_TOKEN = 0, 4, 8, 10
+
+
+def _bits(data: int, at: tuple[int, int]) -> int:
+    start, width = at
+    return (data >> start) & ((1 << width) - 1)
+
+
+@dataclass(frozen=True)
+class ReserveConfiguration:
+    """The parts of an Aave v3 reserve configuration bitmap the keeper uses (bps; cap in whole tokens)."""
+
+    ltv_bps: int
+    liquidation_threshold_bps: int
+    decimals: int
+    borrow_cap_tokens: int  # 0 = no cap
+
+
+def decode_reserve_configuration(data: int) -> ReserveConfiguration:
+    """Decode `getConfiguration(asset).data` (LTV bits 0-15, LT 16-31, decimals 48-55, borrow cap 80-115)."""
+    return ReserveConfiguration(
+        ltv_bps=_bits(data, _LTV_BITS),
+        liquidation_threshold_bps=_bits(data, _LIQUIDATION_THRESHOLD_BITS),
+        decimals=_bits(data, _DECIMALS_BITS),
+        borrow_cap_tokens=_bits(data, _BORROW_CAP_BITS),
+    )
 
 
 def decode_books(ret: bytes) -> list[tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...], int, int, int]]:
@@ -171,6 +213,8 @@ class Layout:
     decimals: tuple[int, ...]
     feed_decimals: tuple[int, ...]
     stable: tuple[bool, ...]
+    a_tokens: tuple[str, ...]
+    debt_tokens: tuple[str, ...]
     vault_count: int
 
 
@@ -194,7 +238,10 @@ def _or_zero(answer: tuple[int, ...] | None) -> int:
     return 0 if answer is None else answer[0]
 
 
-_PER_ASSET = 15
+_ROUND_DATA = ("uint80", "int256", "uint256", "uint256", "uint80")
+_PER_ASSET = 13  # per-tick calls per asset
+_META_PER_ASSET = 5  # layout calls per asset
+ZERO_ADDRESS = "0x" + "0" * 40
 
 
 class SnapshotReader:
@@ -224,15 +271,27 @@ class SnapshotReader:
                 Call(token, "decimals()", outputs=("uint8",)),
                 Call(feed, "decimals()", outputs=("uint8",)),
                 Call(a.gmx_vault, "stableTokens(address)", (token,), ("bool",)),
+                # an unlisted asset reverts here and reads as zeros on Aave: both are refused below
+                Call(a.pool, "getReserveData(address)", (token,), RESERVE_DATA_OUTPUTS, allow_failure=True),
             ]
         m = multicall(w3, a.multicall, meta, block)
+        k = _META_PER_ASSET
+        for i, token in enumerate(tokens):
+            reserve = m[k * i + 4]
+            if reserve is None or ZERO_ADDRESS in (reserve[_RD_ATOKEN], reserve[_RD_VARIABLE_DEBT_TOKEN]):
+                raise ReadError(
+                    f"asset {token} is not a reserve of the lending pool {a.pool}: getReserveData gives no "
+                    "aToken / variable debt token"
+                )
         return Layout(
-            symbols=tuple(m[4 * i][0] for i in range(count)),
+            symbols=tuple(m[k * i][0] for i in range(count)),
             tokens=tokens,
             feeds=feeds,
-            decimals=tuple(m[4 * i + 1][0] for i in range(count)),
-            feed_decimals=tuple(m[4 * i + 2][0] for i in range(count)),
-            stable=tuple(m[4 * i + 3][0] for i in range(count)),
+            decimals=tuple(m[k * i + 1][0] for i in range(count)),
+            feed_decimals=tuple(m[k * i + 2][0] for i in range(count)),
+            stable=tuple(m[k * i + 3][0] for i in range(count)),
+            a_tokens=tuple(m[k * i + 4][_RD_ATOKEN] for i in range(count)),
+            debt_tokens=tuple(m[k * i + 4][_RD_VARIABLE_DEBT_TOKEN] for i in range(count)),
             vault_count=vaults,
         )
 
@@ -259,9 +318,10 @@ class SnapshotReader:
             Call(a.pool, "getUserAccountData(address)", (vm,), ("uint256",) * 6),
         ]
         head = len(calls)
-        for i, (token, feed) in enumerate(zip(layout.tokens, layout.feeds, strict=True)):
+        for i, token in enumerate(layout.tokens):
+            a_token, debt_token = layout.a_tokens[i], layout.debt_tokens[i]
             calls += [
-                Call(feed, "latestRoundData()", outputs=("uint80", "int256", "uint256", "uint256", "uint80")),
+                Call(layout.feeds[i], "latestRoundData()", outputs=_ROUND_DATA),
                 Call(a.gmx_vault, "getMinPrice(address)", (token,), allow_failure=True),
                 Call(a.gmx_vault, "getMaxPrice(address)", (token,), allow_failure=True),
                 Call(a.gmx_vault, "poolAmounts(address)", (token,)),
@@ -269,12 +329,10 @@ class SnapshotReader:
                 Call(a.gmx_vault, "guaranteedUsd(address)", (token,)),
                 Call(a.gmx_vault, "globalShortSizes(address)", (token,)),
                 Call(a.glp_manager, "getGlobalShortAveragePrice(address)", (token,)),
-                Call(a.pool, "liquidationThreshold(address)", (token,)),
-                Call(a.pool, "ltvOf(address)", (token,)),
-                Call(a.pool, "borrowCap(address)", (token,)),
-                Call(a.pool, "variableBorrowRate(address)", (token,)),
-                Call(a.pool, "collateralOf(address,address)", (vm, token)),
-                Call(a.pool, "debtOf(address,address)", (vm, token)),
+                Call(a.pool, "getReserveData(address)", (token,), RESERVE_DATA_OUTPUTS),
+                Call(a_token, "balanceOf(address)", (vm,)),
+                Call(debt_token, "balanceOf(address)", (vm,)),
+                Call(debt_token, "totalSupply()"),
                 Call(vm, "unassignedDebt(uint8)", (i,)),
             ]
         books_at = len(calls)
@@ -290,6 +348,11 @@ class SnapshotReader:
             for i in range(n_assets):
                 x = r[head + _PER_ASSET * i : head + _PER_ASSET * (i + 1)]
                 _, answer, _, updated_at, _ = x[0]
+                reserve = x[8]
+                tokens = (reserve[_RD_ATOKEN], reserve[_RD_VARIABLE_DEBT_TOKEN])
+                if tokens != (layout.a_tokens[i], layout.debt_tokens[i]):
+                    raise _LayoutChangedError  # the reserve's tokens were replaced: resolve them again
+                config = decode_reserve_configuration(reserve[_RD_CONFIGURATION])
                 assets.append(
                     Asset(
                         symbol=layout.symbols[i], address=layout.tokens[i], decimals=layout.decimals[i],
@@ -297,9 +360,12 @@ class SnapshotReader:
                         feed_answer=answer, feed_updated_at=updated_at,
                         gmx_min_price=_or_zero(x[1]), gmx_max_price=_or_zero(x[2]), pool_amount=x[3][0],
                         reserved_amount=x[4][0], guaranteed_usd=x[5][0], global_short_size=x[6][0],
-                        global_short_average_price=x[7][0], liquidation_threshold_bps=x[8][0],
-                        ltv_bps=x[9][0], borrow_cap_tokens=x[10][0], borrow_rate_ray=x[11][0],
-                        account_collateral=x[12][0], account_debt=x[13][0], unassigned_debt=x[14][0],
+                        global_short_average_price=x[7][0],
+                        liquidation_threshold_bps=config.liquidation_threshold_bps, ltv_bps=config.ltv_bps,
+                        borrow_cap_tokens=config.borrow_cap_tokens,
+                        borrow_rate_ray=reserve[_RD_VARIABLE_BORROW_RATE],
+                        account_collateral=x[9][0], account_debt=x[10][0], total_debt=x[11][0],
+                        unassigned_debt=x[12][0],
                     )
                 )
             glp = Glp(

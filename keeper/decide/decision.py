@@ -73,14 +73,16 @@ def _hedged(snap: Snapshot, book: Book, rules: Rules) -> frozenset[int]:
 
 
 def _borrow_room(snap: Snapshot) -> list[int | None]:
-    """Account debt the caps still allow per asset. The snapshot lacks the reserve's total debt, so only the
-    account's own debt is counted against the cap (necessary, not sufficient; the simulation catches the rest)."""
+    """Further debt the caps still allow per asset: cap − the reserve's total debt over all borrowers (as the
+    Pool's cap check counts it). The total includes the account's own debt (its pool debt, unassigned
+    interest included), so the larger of the two is counted: exact against the debt token's rounding, and a
+    snapshot without `total_debt` falls back to the account's own debt. Negative when over the cap."""
     room: list[int | None] = []
     for a in snap.assets:
         if a.borrow_cap_tokens == 0:
             room.append(None)
         else:
-            room.append(a.borrow_cap_tokens * 10**a.decimals - a.account_debt - a.unassigned_debt)
+            room.append(a.borrow_cap_tokens * 10**a.decimals - max(a.total_debt, a.account_debt))
     return room
 
 

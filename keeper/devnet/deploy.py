@@ -20,6 +20,7 @@ from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from keeper.chain import artifacts
+from keeper.chain.reader import decode_reserve_configuration
 from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.errors import KeeperError
 
@@ -336,7 +337,8 @@ def seed_order(w3: Web3, manager: Contract, pool: Contract, glp_manager: Contrac
     gmx = contract(w3, "Vault", glp_manager.functions.vault().call())
     decimals = [contract(w3, "TestToken", a).functions.decimals().call() for a in assets]
     prices = [manager.functions.priceOf(i).call() for i in range(n)]  # USD 1e30 per whole token
-    lts = [pool.functions.liquidationThreshold(a).call() for a in assets]
+    lts = [decode_reserve_configuration(pool.functions.getConfiguration(a).call()[0]).liquidation_threshold_bps
+           for a in assets]
     aum = glp_manager.functions.getAum(False).call()
     supply = glp.functions.totalSupply().call()
 
