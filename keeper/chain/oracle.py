@@ -1,18 +1,31 @@
-"""The oracle guard: is each asset's price fit to trade on? Pure (no web3, no clock, no I/O).
+"""The oracle guard: is each asset's price fit to trade on, and at what price? Pure (no web3, no clock, no I/O).
 
 Sources per asset: the Chainlink feed answer and GMX's min and max price (a third source optional).
 The guard uses their median; it refuses the asset — no trade for anything that depends on it — when
 the feed is stale (`updatedAt` older than its heartbeat at the snapshot's block time), any source is
 non-positive, or the sources disagree by more than `max_divergence_bps` (max/min − 1).
+
+`priced(snapshot, verdicts)` is the snapshot the decision core and netting see: every accepted asset's
+Chainlink fields carry the guard's median instead of the raw answer. The conversion is exact: the median
+is an integer in USD × 1e30 per whole token, and the copy carries it as an answer with 30 decimals, so
+`feed_price_usd30` of the copy *is* the median (no rounding; only the median of an even number of
+sources rounds, down, in `median`). Refused assets keep their raw fields (nothing trades on them).
+Book equities stay as read: they mirror `VaultManager.equityUsd`, which prices at the feeds.
+
+`blocking(refused, touched, glp_dependent=...)`: GLP's price and composition depend on every pool
+asset, so any refused asset (a stale stablecoin feed included) blocks every plan that trades GLP or
+sizes hedges from it, not only the legs in that asset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass, replace
 
 from keeper.snapshot import Asset, Snapshot, feed_price_usd30
 from keeper.units import BPS
+
+MEDIAN_DECIMALS = 30  # the priced snapshot's answers are USD × 1e30 (exact copies of the median)
 
 
 @dataclass(frozen=True)
@@ -62,3 +75,20 @@ def check(
     return {
         a.symbol: check_asset(a, snapshot.block_timestamp, rules.get(a.symbol, default)) for a in snapshot.assets
     }
+
+
+def priced(snapshot: Snapshot, verdicts: Mapping[str, Verdict]) -> Snapshot:
+    """The snapshot with each accepted asset's feed answer replaced by the guard's median (exact, see above)."""
+    assets = tuple(
+        replace(a, feed_answer=v.price_usd30, feed_decimals=MEDIAN_DECIMALS)
+        if (v := verdicts.get(a.symbol)) is not None and v.ok
+        else a
+        for a in snapshot.assets
+    )
+    return replace(snapshot, assets=assets)
+
+
+def blocking(refused: Set[str], touched: Set[str], *, glp_dependent: bool) -> set[str]:
+    """The refused assets that stop a plan: all of them when the plan trades GLP or sizes hedges from GLP's
+    composition (its price depends on every pool asset), else those the plan moves."""
+    return set(refused) if glp_dependent else set(refused) & set(touched)

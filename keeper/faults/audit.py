@@ -2,8 +2,9 @@
 
 `audit(journal, url, sender, first_nonce)` reads the journal file directly (read-only) and the node:
 
-* duplicate executions: two journal intents with the same effect, or more `Rebalanced` events from the
-  keeper's transactions than successful call intents;
+* duplicate executions: two journal intents with the same effect, more `Rebalanced` events from the
+  keeper's transactions than successful call intents, or a successful call intent whose mined transaction
+  does not carry exactly one `Rebalanced` event on the final chain (`effects_by_intent`: each effective once);
 * lost intents: an intent not in a terminal state once the keeper settled, or an intent the chain executed
   (a mined transaction of ours) that the journal does not know;
 * nonce gaps: the nonces the journal used must be exactly first_nonce .. chain nonce − 1, nothing pending.
@@ -33,6 +34,7 @@ class Audit:
     mined_hashes: list[str]
     effects_on_chain: int
     problems: list[str] = field(default_factory=list)
+    effects_by_intent: dict[int, int] = field(default_factory=dict)  # intent id → Rebalanced events of its tx
 
     @property
     def ok(self) -> bool:
@@ -69,6 +71,8 @@ def audit(journal: Path, url: str, sender: str, first_nonce: int, *, vault_manag
     calls = [r for r in rows if r[2] == "call"]
     succeeded = [r for r in calls if r[5] == "success"]
     mined = [str(r[6]) for r in rows if r[6]]
+    mined_by = {str(r[6]): int(r[0]) for r in rows if r[6]}
+    by_intent: dict[int, int] = {}
     problems: list[str] = []
     if non_terminal:
         problems.append(f"intents not settled: {non_terminal}")
@@ -93,8 +97,12 @@ def audit(journal: Path, url: str, sender: str, first_nonce: int, *, vault_manag
             address_ok = vault_manager is None or str(log.get("address", "")).lower() == vault_manager.lower()
             if address_ok and log.get("topics") and str(log["topics"][0]).lower() == topic:
                 effects += 1
+                by_intent[mined_by[tx_hash]] = by_intent.get(mined_by[tx_hash], 0) + 1
     if effects != len(succeeded):
         problems.append(f"{effects} Rebalanced events for {len(succeeded)} successful intents")
+    not_once = {int(r[0]): by_intent.get(int(r[0]), 0) for r in succeeded if by_intent.get(int(r[0]), 0) != 1}
+    if not_once:
+        problems.append(f"successful intents not effective exactly once (intent: events): {not_once}")
     # every transaction of ours on chain is journaled: the chain's nonce range is covered by journaled attempts
     attempted = {int(a[1]) for a in attempts}
     missing = [n for n in range(first_nonce, chain_nonce) if n not in attempted]
@@ -112,4 +120,21 @@ def audit(journal: Path, url: str, sender: str, first_nonce: int, *, vault_manag
         mined_hashes=mined,
         effects_on_chain=effects,
         problems=problems,
+        effects_by_intent=by_intent,
     )
+
+
+def journal_intents(journal: Path, sender: str) -> list[tuple[int, str, str, str | None]]:
+    """(id, kind, state, mined tx hash) of every intent of `sender`, oldest first (read-only; [] before the
+    journal exists)."""
+    if not journal.exists():
+        return []
+    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT id, kind, state, mined_tx_hash FROM intents WHERE lower(sender) = ? ORDER BY id",
+                            (sender.lower(),)).fetchall()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return []
+    finally:
+        conn.close()
+    return [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]

@@ -6,7 +6,9 @@
 Faults: `latency` (delay then forward), `timeout` (hold the request, then close without an answer),
 `http_429` / `http_5xx`, `drop` (close the connection at once), `malformed` (a 200 with a broken JSON body),
 `lag` (the head `lag_blocks` behind: eth_blockNumber and "latest" rewritten), `wrong_chain` (eth_chainId /
-net_version answer another chain), `flip` (alternate requests go to the `alternate` upstream).
+net_version answer another chain), `flip` (alternate requests go to the `alternate` upstream). A fault can be
+limited to some methods (`methods`) or spare some (`spare`: e.g. the head poll, so that the first request to
+fail is a read inside the keeper's tick).
 
 Bounded: a fault is injected at most `max_faults` times and only within `fault_seconds` of being set;
 after that the proxy passes everything through (the endpoint "comes back"). The server stops by itself
@@ -46,6 +48,7 @@ class Fault:
     chain_id: int = 1
     every: int = 1
     methods: frozenset[str] | None = None  # only these JSON-RPC methods (None: every method)
+    spare: frozenset[str] = frozenset()  # never these methods (e.g. the head poll, to fault a tick's reads only)
 
     def describe(self) -> str:
         extra = {
@@ -55,6 +58,7 @@ class Fault:
             "wrong_chain": f" id {self.chain_id}",
         }.get(self.kind, "")
         scope = "" if self.methods is None else " on " + ",".join(sorted(self.methods))
+        scope += "" if not self.spare else " on every method but " + ", ".join(sorted(self.spare))
         rate = "" if self.every == 1 else f" every {self.every}th request"
         return f"{self.kind}{extra}{scope}{rate}"
 
@@ -181,6 +185,8 @@ class FaultProxy:
             self.stats.by_method[method] += 1
             fault = self._fault
             if not self._window_open() or (fault.methods is not None and method not in fault.methods):
+                return None
+            if method in fault.spare:
                 return None
             self._matching += 1
             if (self._matching - 1) % max(fault.every, 1):

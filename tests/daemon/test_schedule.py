@@ -1,13 +1,16 @@
-"""The scheduler: one tick per new head, no overlap, overruns counted, bounded clean stop."""
+"""The scheduler: one tick per new head, no overlap, overruns counted, bounded clean stop; liveness from every
+watcher run (an RPC outage is not a liveness failure); the shutdown watchdog's bound and exit code."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
 from keeper.daemon.http import Health
 from keeper.daemon.metrics import Metrics
-from keeper.daemon.schedule import Daemon, Timing
+from keeper.daemon.schedule import Daemon, Shutdown, Timing
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -97,3 +100,59 @@ def test_stop_waits_for_running_tick_and_takes_no_new_decision() -> None:
     daemon.request_stop()
     assert daemon.stop() is True
     assert finished.is_set()  # the running tick completed before stop returned
+
+
+def test_every_watcher_run_is_a_heartbeat_even_when_the_head_read_fails() -> None:
+    def head() -> int:
+        raise ConnectionError("node down")
+
+    metrics = Metrics()
+    health = Health(30)
+    daemon = Daemon(head=head, on_block=lambda n: None, on_in_flight=lambda n: None, health=health,
+                    metrics=metrics, timing=Timing(poll_seconds=0.05))
+    before = time.time()
+    daemon.start()
+    try:
+        wait_until(lambda: sample(metrics, "keeper_ticks_total", result="read_error") >= 2)
+    finally:
+        daemon.stop()
+    assert health.live()[0] is True  # the watcher runs: the pod is alive (readiness reports the outage)
+    assert sample(metrics, "keeper_heartbeat_timestamp_seconds") >= before
+
+
+def test_shutdown_watchdog_exits_after_the_bound_with_the_journal_state() -> None:
+    exits: list[int] = []
+    safe = {"now": True}
+    shutdown = Shutdown(0.05, safe=lambda: safe["now"], exit=exits.append, margin_seconds=0.05)
+    assert shutdown.bound_seconds == 0.1
+    previous = signal.getsignal(signal.SIGTERM)
+    shutdown.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # our handler: only a flag and the watchdog, no default action
+        assert shutdown.requested.wait(5)
+        wait_until(lambda: exits == [0])
+        os.kill(os.getpid(), signal.SIGINT)  # a second signal does not re-arm the watchdog
+        time.sleep(0.3)
+        assert exits == [0]
+    finally:
+        shutdown.restore()
+    assert signal.getsignal(signal.SIGTERM) == previous  # the previous handler is back
+
+    unsafe = Shutdown(0.01, safe=lambda: False, exit=exits.append, margin_seconds=0.01)
+    unsafe.install()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait_until(lambda: exits == [0, 1])  # a journal section was open: exit 1, the next start reconciles
+    finally:
+        unsafe.restore()
+
+
+def test_restore_disarms_the_watchdog() -> None:
+    exits: list[int] = []
+    shutdown = Shutdown(0.2, exit=exits.append, margin_seconds=0.0)
+    shutdown.install()
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert shutdown.requested.wait(5)
+    shutdown.restore()  # run() returned in time: the process must not be ended later
+    time.sleep(0.5)
+    assert exits == []

@@ -3,7 +3,8 @@
 Kill points (daemon level; the pipeline-level drill per journal checkpoint is tests/execute/test_kill_drill.py):
 SIGKILL while a rebalance waits in the mempool, after it is mined but before it is confirmed, and with the
 mempool evicted while the keeper is down. SIGSTOP/SIGCONT with a rebalance in flight. Reorgs of depth 1-5
-after inclusion. A base-fee spike above the configured cap.
+after the keeper journaled the inclusion (it must count the reorg and get the intent included once). A
+base-fee spike above the configured cap.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from keeper.devnet.anvil import rpc
-from keeper.faults.audit import Audit, audit
+from keeper.faults.audit import Audit, audit, journal_intents
 from keeper.faults.chainops import base_fee_spike, drop_mempool, reorg
 from keeper.faults.process import DaemonProcess, metric
 from tests.faults.conftest import KEEPER, World, keeper_config, ready, rebalanced_after, settle
@@ -123,7 +124,11 @@ def test_sigstop_with_a_rebalance_in_flight(
 def test_reorg_after_inclusion(
     depth: int, world: World, daemons: Callable[..., DaemonProcess], tmp_path: Path, record: Any
 ) -> None:
+    """The rebalance is mined, the keeper journals the inclusion, then `depth` blocks (the one holding it among
+    them) are replaced by empty ones: the keeper must notice (keeper_execution_reorgs_total, the journal's
+    `reorged` step back to broadcast) and get that same intent included again, exactly once."""
     state = tmp_path / "state"
+    journal = state / "journal.sqlite3"
     first_nonce, start_count = world.keeper_nonce(), world.rebalances()  # the journal starts empty here
     d = _start(world, daemons, state)
     before = settle(d, world)
@@ -134,21 +139,33 @@ def test_reorg_after_inclusion(
     assert world.rebalances() == before + 1
     for _ in range(depth - 1):
         world.mine()
-    time.sleep(0.6)  # let the keeper see the inclusion (and confirm it: confirmations = 1)
+
+    def included_intent() -> int | None:
+        calls = [i for i in journal_intents(journal, KEEPER) if i[1] == "call" and i[3]]
+        return calls[-1][0] if calls and calls[-1][2] in ("mined", "confirmed") else None
+
+    d.wait_until(lambda: included_intent() is not None, "the keeper to journal the inclusion", 30)
+    intent_id = included_intent()
+    assert intent_id is not None
+    reorgs_before = d.value("keeper_execution_reorgs_total")
     reorg(world.url, depth)  # the block with the rebalance is replaced by an empty one
     head = int(str(rpc(world.url, "eth_blockNumber")), 16)
     assert head - depth < mined_at and world.rebalances() == before, "the reorg did not remove the rebalance"
     world.automine(True)
+    seen = d.wait_until(lambda: d.value("keeper_execution_reorgs_total") > reorgs_before, "the keeper to see the reorg",
+                        30, between=world.mine)
     settle(d, world)
     result = _audit(world, state, first_nonce)
     executed = world.rebalances() - before
-    text = d.metrics()
-    reorgs = metric(text, "keeper_execution_reorgs_total")
-    observed = f"depth {depth}: {executed} rebalance(s) on the final chain; reorgs seen {reorgs:.0f}; " \
-        f"{result.summary()}"
+    reorgs = d.value("keeper_execution_reorgs_total") - reorgs_before
+    once = result.effects_by_intent.get(intent_id, 0)
+    observed = (f"depth {depth}: intent {intent_id} journaled as included, reorged away; keeper_execution_reorgs_total "
+                f"+{reorgs:.0f} ({seen:.1f}s after the reorg); {executed} rebalance(s) on the final chain, that intent "
+                f"effective {once}×; {result.summary()}")
+    assert reorgs >= 1 and once == 1, observed
     assert result.ok and executed == 1 and world.rebalances() - start_count == result.succeeded, observed
-    record(f"reorg.depth_{depth}", f"anvil_reorg of depth {depth} after the rebalance was included",
-           "once", "every intent effective exactly once", observed)
+    record(f"reorg.depth_{depth}", f"anvil_reorg of depth {depth} after the rebalance was included and journaled",
+           "once", "the keeper sees the reorg; every intent effective exactly once", observed)
 
 
 @pytest.mark.slow
