@@ -113,6 +113,9 @@ class Memory:
 
     oi_drift_since: asset symbol → block timestamp since which the net-OI drift has stayed ≥ its threshold
     oi_applied:     asset symbol → trader net OI (token units, signed, floor) the hedges were last fitted to
+    oi_applied_vault: (vault id, asset symbol) → the OI that vault's hedges were last fitted to, only where it
+                    differs from `oi_applied` (a health-factor refit of some vaults, or a vault that was halted
+                    while the others refit with the new OI)
     marks:          asset symbol → oracle price (USD × 1e30 per whole token) at the previous decision
     marked_at:      block timestamp of `marks` (0: never marked)
     hedge_pnl:      vault id → hedge PnL (USD × 1e30, signed) accumulated since its last profit settlement
@@ -120,6 +123,8 @@ class Memory:
     weights:        (asset symbol, timestamp, weight in ppm of the GLP price) samples for the volatility bands
     halts:          halt key (e.g. "band:0:WETH") → timestamp since which the halt is raised
     acks:           halt key → timestamp at which an operator acknowledged it (clears halts raised before)
+    partial_targets: (vault id, "GLP" or asset symbol) → the uncapped target (GLP units, debt in token units) of
+                    the vault's last rebalance, which a cap truncated: present means the next tick continues
     """
 
     oi_drift_since: tuple[tuple[str, int], ...] = ()
@@ -131,6 +136,8 @@ class Memory:
     weights: tuple[tuple[str, int, int], ...] = ()
     halts: tuple[tuple[str, int], ...] = ()
     acks: tuple[tuple[str, int], ...] = ()
+    oi_applied_vault: tuple[tuple[int, str, int], ...] = ()
+    partial_targets: tuple[tuple[int, str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,11 +196,9 @@ T = TypeVar("T")
 
 
 def _int(value: object, path: str, *, signed: bool = False) -> int:
+    """A JSON integer (not a float, bool or digit string: the format writes integers as JSON integers)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        else:
-            raise InputError(path, f"expected an integer, got {type(value).__name__} {value!r:.40}")
+        raise InputError(path, f"expected an integer, got {type(value).__name__} {value!r:.40}")
     if not signed and value < 0:
         raise InputError(path, f"must not be negative, got {value}")
     if value > MAX_UINT256:
@@ -256,6 +261,8 @@ _MEMORY_KEYS: dict[str, tuple[str, ...]] = {
     "weights": ("str", "uint", "uint"),
     "halts": ("str", "uint"),
     "acks": ("str", "uint"),
+    "oi_applied_vault": ("uint", "str", "int"),
+    "partial_targets": ("uint", "str", "uint"),
 }
 
 
@@ -290,23 +297,78 @@ def memory_from_json_dict(data: object, path: str = "memory") -> Memory:
                 else:
                     item.append(_int(value, f"{at}[{j}]", signed=kind == "int"))
             rows.append(tuple(item))
-        keys = [row[:-1] if name == "weights" else row[0] for row in rows]
+        keys = [row[:-1] if len(shape) == 3 else row[0] for row in rows]
         if len(set(keys)) != len(keys):
             raise InputError(where, "duplicate key")
         values[name] = tuple(sorted(rows))
     return Memory(**values)
 
 
+MAX_TOKEN_DECIMALS = 36  # token amounts are scaled by 10**decimals; real ERC-20s use ≤ 24
+MAX_FEED_DECIMALS = 30  # marks are answer × 10^(30 − feed decimals): more would not be an integer scale
+
+
+def _at_most(value: int, limit: int, path: str, what: str = "") -> None:
+    if value > limit:
+        raise InputError(path, f"must be ≤ {limit}{what}, got {value}")
+
+
+def _check_assets(assets: Sequence[Asset]) -> None:
+    if not assets:
+        raise InputError("assets", "must list at least one asset")
+    seen: dict[str, int] = {}
+    for i, a in enumerate(assets):
+        at = f"assets[{i}]"
+        if a.symbol in seen:
+            raise InputError(f"{at}.symbol", f"duplicate symbol {a.symbol!r} (also assets[{seen[a.symbol]}])")
+        seen[a.symbol] = i
+        _at_most(a.decimals, MAX_TOKEN_DECIMALS, f"{at}.decimals")
+        _at_most(a.feed_decimals, MAX_FEED_DECIMALS, f"{at}.feed_decimals", " (marks are scaled to 1e30)")
+        if a.feed_answer <= 0:
+            raise InputError(f"{at}.feed_answer", "must be > 0 (an oracle price)")
+        if a.gmx_min_price > a.gmx_max_price:
+            raise InputError(f"{at}.gmx_min_price", f"must not exceed gmx_max_price {a.gmx_max_price}")
+        for name in ("liquidation_threshold_bps", "ltv_bps"):
+            _at_most(getattr(a, name), 10_000, f"{at}.{name}", " bps")
+
+
+def _check_values(snap: Snapshot) -> None:
+    """What the decision core divides by or scales with: positive prices, sane decimals, consistent books."""
+    _check_assets(snap.assets)
+    g = snap.glp
+    if g.aum_min > g.aum_max:
+        raise InputError("glp.aum_min", f"must not exceed aum_max {g.aum_max}")
+    if g.supply > 0 and g.aum_min <= 0:
+        raise InputError("glp.aum_min", "must be > 0 while glp.supply > 0 (it prices GLP)")
+    _at_most(g.mint_burn_fee_bps, 10_000, "glp.mint_burn_fee_bps", " bps")
+    for name in ("liquidation_threshold_bps", "ltv_bps"):
+        _at_most(getattr(snap.lending, name), 10_000, f"lending.{name}", " bps")
+    n = len(snap.assets)
+    ids: dict[int, int] = {}
+    for i, book in enumerate(snap.books):
+        at = f"books[{i}]"
+        if book.vault_id in ids:
+            raise InputError(f"{at}.vault_id", f"duplicate vault id {book.vault_id} (also books[{ids[book.vault_id]}])")
+        ids[book.vault_id] = i
+        for name in ("cash", "collateral", "debt"):
+            if len(getattr(book, name)) != n:
+                raise InputError(f"{at}.{name}", f"has {len(getattr(book, name))} entries, expected {n}")
+        if book.denomination >= n:
+            raise InputError(f"{at}.denomination", f"asset index {book.denomination} out of range")
+        if book.pending_withdrawal_shares > book.total_shares:
+            raise InputError(f"{at}.pending_withdrawal_shares",
+                             f"must not exceed total_shares {book.total_shares}, got {book.pending_withdrawal_shares}")
+
+
 def snapshot_from_json_dict(data: object) -> Snapshot:
-    """Validate and build a Snapshot; an InputError names the offending field path and the reason."""
+    """Validate and build a Snapshot; an InputError names the offending field path and the reason.
+
+    Beyond the types (integers as JSON integers, no digit strings): at least one asset, unique asset symbols and
+    vault ids, feed answers > 0, decimals ≤ 36 and feed decimals ≤ 30, min ≤ max for GMX prices and GLP AUM,
+    GLP AUM > 0 while supply > 0, bps ≤ 10,000, per-asset arrays of the right length, denominations in range,
+    pending withdrawal shares ≤ total shares."""
     snap = _build(Snapshot, data, "")
     if snap.version != SNAPSHOT_VERSION:
         raise InputError("version", f"unsupported snapshot version {snap.version} (expected {SNAPSHOT_VERSION})")
-    n = len(snap.assets)
-    for i, book in enumerate(snap.books):
-        for name in ("cash", "collateral", "debt"):
-            if len(getattr(book, name)) != n:
-                raise InputError(f"books[{i}].{name}", f"has {len(getattr(book, name))} entries, expected {n}")
-        if book.denomination >= n:
-            raise InputError(f"books[{i}].denomination", f"asset index {book.denomination} out of range")
+    _check_values(snap)
     return snap

@@ -86,8 +86,11 @@ def _borrow_room(snap: Snapshot) -> list[int | None]:
     return room
 
 
+OiVector = tuple[int | None, ...]  # per asset: the trader net OI a fit uses (None: the OI seen now)
+
+
 def _vault_state(snap: Snapshot, m: Marks, book: Book, *, rules: Rules, interest: tuple[int, ...],
-                 mem: Memory, room: list[int | None], exposures: dict[int, tuple[Fraction, ...]]) -> VaultState:
+                 mem: Memory, room: list[int | None], exposure: tuple[Fraction, ...]) -> VaultState:
     d = book.denomination
     debt = tuple(book.debt[i] + interest[i] for i in range(len(book.debt)))
     current = Holdings(book.glp, book.cash, book.collateral, debt)
@@ -98,26 +101,121 @@ def _vault_state(snap: Snapshot, m: Marks, book: Book, *, rules: Rules, interest
         current=current,
         denomination=d,
         hedged=_hedged(snap, book, rules),
-        exposure=_exposure(snap, m, rules.trader_oi_hedge_bps, exposures),
+        exposure=exposure,
         lt_bps=snap.assets[d].liquidation_threshold_bps,
         hf_target=Fraction(rules.hf_target_wad, WAD),
         buffer=buf.trade,
         notional_cap=Fraction(rules.notional_cap_usd * USD30),
         borrow_room=tuple(room),
     )
-    try:
-        result: FitResult | None = fit(inp, m)
-        infeasible = None
-    except FitInfeasible as exc:
-        result, infeasible = None, str(exc)
+    result, infeasible = _fit(inp, m)
     return VaultState(book, rules, interest, current, equity, q, buf, inp, result, infeasible)
 
 
-def _exposure(snap: Snapshot, m: Marks, bps: int, cache: dict[int, tuple[Fraction, ...]]) -> tuple[Fraction, ...]:
-    """exposure_per_glp once per tick per OI-hedge ratio (the same for every vault that shares it)."""
-    if bps not in cache:
-        cache[bps] = exposure_per_glp(snap, m, bps)
-    return cache[bps]
+def _fit(inp: FitInput, m: Marks) -> tuple[FitResult | None, str | None]:
+    try:
+        return fit(inp, m), None
+    except FitInfeasible as exc:
+        return None, str(exc)
+
+
+def _refit(st: VaultState, exposure: tuple[Fraction, ...], m: Marks) -> VaultState:
+    """The same vault fitted with another exposure per GLP (the OI hedge seen now instead of the applied one)."""
+    inp = replace(st.fit_input, exposure=exposure)
+    result, infeasible = _fit(inp, m)
+    return replace(st, fit_input=inp, result=result, infeasible=infeasible)
+
+
+def _exposure(snap: Snapshot, m: Marks, bps: int, oi: OiVector | None,
+              cache: dict[tuple[int, OiVector | None], tuple[Fraction, ...]]) -> tuple[Fraction, ...]:
+    """exposure_per_glp once per tick per (OI-hedge ratio, OI used): shared by every vault with the same inputs."""
+    key = (bps, oi)
+    if key not in cache:
+        cache[key] = exposure_per_glp(snap, m, bps, oi)
+    return cache[key]
+
+
+@dataclass(frozen=True)
+class OiApplied:
+    """The trader OI each vault's hedges were fitted to: the account's `memory.oi_applied` unless the vault has
+    its own row in `memory.oi_applied_vault`. `now`: the OI seen in this snapshot (hedged volatile symbols)."""
+
+    now: Mapping[str, Fraction]
+    account: Mapping[str, int]
+    vault: Mapping[tuple[int, str], int]
+
+    def of(self, vault_id: int, symbol: str) -> int:
+        return self.vault.get((vault_id, symbol), self.account[symbol])
+
+    def vector(self, snap: Snapshot, vault_id: int) -> OiVector:
+        return tuple(self.of(vault_id, a.symbol) if a.symbol in self.now else None for a in snap.assets)
+
+    def after(self, mem: Memory, vault_ids: list[int], refreshed: set[int]) -> Memory:
+        """Memory once the refreshed vaults' refits executed: they carry the OI seen now (floor). Where every
+        vault carries the same OI it is the account's (and a timer that a refresh answered is dropped);
+        otherwise the vaults that differ from the account keep their own rows."""
+        account = dict(mem.oi_applied)
+        rows: list[tuple[int, str, int]] = []
+        since = mem.oi_drift_since
+        for sym, oi in self.now.items():
+            carried = {v: math.floor(oi) if v in refreshed else self.of(v, sym) for v in vault_ids}
+            common = set(carried.values())
+            if len(common) == 1:
+                account[sym] = common.pop()
+                if refreshed:
+                    since = drop(since, sym)
+            else:
+                rows.extend((v, sym, x) for v, x in carried.items() if x != account[sym])
+        return replace(mem, oi_applied=tuple(sorted(account.items())), oi_applied_vault=tuple(sorted(rows)),
+                       oi_drift_since=since)
+
+
+def _worst(drifts: list[Fraction | None]) -> Fraction | None:
+    """The largest drift (None = infinite wins)."""
+    worst = Fraction(0)
+    for drift in drifts:
+        if drift is None:
+            return None
+        worst = max(worst, drift)
+    return worst
+
+
+def _net_oi(snap: Snapshot, mem: Memory, rules: Mapping[int, Rules]
+            ) -> tuple[Memory, OiApplied, list[t.TriggerResult], set[int]]:
+    """One timer per hedged volatile asset on the worst vault's drift from the OI it was fitted to; thresholds =
+    the strictest over the vaults (the OI hedge is one shared number). Returns the observed memory, the OI
+    applied, the results and the vaults a fired trigger refreshes (those whose own drift reached the threshold)."""
+    now = snap.block_timestamp
+    first = rules[min(rules)] if rules else Rules()
+    oi_bps = min((r.oi_drift_bps for r in rules.values()), default=first.oi_drift_bps)
+    oi_hold = min((r.oi_drift_seconds for r in rules.values()), default=first.oi_drift_seconds)
+    seen: dict[str, Fraction] = {}
+    for sym in sorted({s for r in rules.values() for s in r.hedged_assets}):
+        try:
+            asset = snap.assets[snap.asset_index(sym)]
+        except KeyError:
+            continue
+        if asset.is_stable:
+            continue
+        seen[sym] = net_oi(asset)
+        if lookup(mem.oi_applied, sym) is None:  # first run: the books are assumed fitted to the OI seen now
+            mem = replace(mem, oi_applied=put(mem.oi_applied, sym, math.floor(seen[sym])))
+    ids = set(rules)
+    applied = OiApplied(seen, dict(mem.oi_applied),
+                        {(v, s): x for v, s, x in mem.oi_applied_vault if v in ids and s in seen})
+    results: list[t.TriggerResult] = []
+    refresh: set[int] = set()
+    for sym, oi in seen.items():
+        drifts = {v: t.oi_drift_ratio(oi, applied.of(v, sym)) for v in sorted(ids)}
+        worst = _worst(list(drifts.values())) if drifts else t.oi_drift_ratio(oi, applied.account[sym])
+        r, since = t.net_oi(sym, worst, lookup(mem.oi_drift_since, sym), now=now, drift_bps=oi_bps,
+                             hold_seconds=oi_hold)
+        mem = replace(mem, oi_drift_since=put(mem.oi_drift_since, sym, since) if since is not None
+                      else drop(mem.oi_drift_since, sym))
+        results.append(r)
+        if r.fired:
+            refresh |= {v for v, drift in drifts.items() if drift is None or drift * BPS >= oi_bps}
+    return mem, applied, results, refresh
 
 
 def _corrected_usd(st: VaultState, m: Marks) -> Fraction:
@@ -168,12 +266,109 @@ def _vault_plan(st: VaultState, reasons: list[str], *, trade: bool) -> VaultPlan
     return vp if moved else None
 
 
+def _deviation(current: int, target: int) -> Fraction | None:
+    """current / target − 1; a target of 0 reads 0 without a hedge and infinite (None) with one."""
+    if target == 0:
+        return Fraction(0) if current == 0 else None
+    return Fraction(current, target) - 1
+
+
+def _hedge_triggers(snap: Snapshot, v: int, st: VaultState, mem: Memory, recorded: Mapping[str, int] | None
+                    ) -> tuple[Memory, list[t.TriggerResult], list[t.TriggerResult]]:
+    """Delta drift (policy "fixed") or volatility bands (policy "bands") per hedged asset, measured against the
+    uncapped fit with the OI hedge applied. Returns the memory (band halts raised or cleared), every result and
+    the halts. Bands: a vault already invested (GLP or any debt) is judged by its bands even with a zero hedge
+    (−100%: beyond the outer bound, so it halts); a vault not invested yet takes its first fit by the drift rule;
+    a partial continuation (`recorded`: the uncapped targets of the capped rebalance) measures how far the
+    target moved since then, since the gap left by the cap is the keeper's own."""
+    assert st.result is not None
+    full, cur, now = st.result.full, st.current, snap.block_timestamp
+    invested = cur.glp > 0 or any(cur.debt)
+    results: list[t.TriggerResult] = []
+    halts: list[t.TriggerResult] = []
+    for a, drift in debt_drift(cur.debt, full.debt, st.fit_input.hedged).items():
+        sym = snap.assets[a].symbol
+        banded = st.rules.drift_policy == "bands" and not snap.assets[a].is_stable
+        if not banded or not (invested or recorded):
+            r = t.delta_drift(v, sym, drift, st.rules.drift_bps)
+            results.append(replace(r, detail="first investment: the bands apply once the vault is invested")
+                           if banded else r)
+            continue
+        key = f"band:{v}:{sym}"
+        series = weight_series(mem, sym, now=now, window=st.rules.band_window_seconds)
+        inner, outer, _ = t.band_widths(series, st.rules)
+        reference = None if recorded is None else recorded.get(sym)
+        continuing = reference is not None
+        deviation = _deviation(cur.debt[a], full.debt[a]) if reference is None else _deviation(full.debt[a], reference)
+        halted_since = lookup(mem.halts, key)
+        ack = lookup(mem.acks, key)
+        acknowledged = halted_since is not None and ack is not None and ack >= halted_since
+        r = t.band(v, sym, deviation, inner_bps=inner, outer_bps=outer, halted_since=halted_since,
+                   acknowledged=acknowledged, now=now)
+        if continuing:
+            r = replace(r, detail=f"{r.detail}; partial continuation: target vs the capped rebalance's".lstrip("; "))
+        results.append(r)
+        if r.action == "halt":
+            mem = replace(mem, halts=put(mem.halts, key, r.since if r.since is not None else now))
+            halts.append(r)
+        elif not r.fired and halted_since is not None:  # the weight returned: the halt clears
+            mem = replace(mem, halts=drop(mem.halts, key), acks=drop(mem.acks, key))
+    return mem, results, halts
+
+
+def _gap_usd(st: VaultState, m: Marks) -> Fraction:
+    """What is left between the current holdings and the uncapped target (GLP, collateral and debt legs)."""
+    assert st.result is not None
+    full, cur = st.result.full, st.current
+    legs = sum(((abs(full.debt[i] - cur.debt[i]) + abs(full.collateral[i] - cur.collateral[i])) * m.price[i]
+                for i in range(len(cur.debt))), Fraction(0))
+    return legs + abs(full.glp - cur.glp) * m.glp_price
+
+
+def _partial_targets(mem: Memory) -> dict[int, dict[str, int]]:
+    out: dict[int, dict[str, int]] = {}
+    for v, key, target in mem.partial_targets:
+        out.setdefault(v, {})[key] = target
+    return out
+
+
+def _record_partial(mem: Memory, v: int, st: VaultState | None, symbols: tuple[str, ...] = ()) -> Memory:
+    """Drop vault v's partial targets; with `st` whose fit was capped, record its uncapped targets instead."""
+    rows = [row for row in mem.partial_targets if row[0] != v]
+    if st is not None and st.result is not None and st.result.partial:
+        full = st.result.full
+        rows.append((v, "GLP", full.glp))
+        rows.extend((v, symbols[a], full.debt[a]) for a in sorted(st.fit_input.hedged))
+    return replace(mem, partial_targets=tuple(sorted(rows)))
+
+
+def _after_execution(after: Memory, planned: Mapping[int, VaultState], refit: set[int], *, profit: bool,
+                     m: Marks) -> Memory:
+    """What the plan establishes, for the vaults that refit only (a queue-only or gated vault did not trade):
+    invested equity, hedge PnL settled (profit plans), band halts cleared, partial targets."""
+    for v in sorted(refit):
+        st = planned[v]
+        assert st.result is not None
+        d = st.book.denomination
+        invested = st.equity - st.result.target.cash[d] * m.price[d]  # equity less the buffer at trade time
+        after = replace(after, invested=put(after.invested, v, math.floor(invested)))
+        if profit:
+            after = replace(after, hedge_pnl=drop(after.hedge_pnl, v))
+        for key, _ in after.halts:
+            if key.startswith(f"band:{v}:"):
+                after = replace(after, halts=drop(after.halts, key), acks=drop(after.acks, key))
+        after = _record_partial(after, v, st, m.symbols)
+    return after
+
+
 def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memory | None = None,
            *, gas_price_wei: int | None = None) -> Decision:
     """Evaluate every trigger on one snapshot and, if any fires, plan the rebalance.
 
     `rules_by_vault`: vault id → Rules (missing vaults use `Rules()`); `memory` defaults to
     `snapshot.memory`; `gas_price_wei` overrides each vault's `Rules.gas_price_wei` for the cost gate.
+    Fits use the OI hedge applied at each vault's last rebalance; only the net-OI and health-factor refits
+    use the OI seen now (docs/decision.md §3).
     """
     snap = snapshot
     mem0 = memory if memory is not None else snap.memory
@@ -185,18 +380,22 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
 
     # (1) mark hedges → memory (observation)
     mem = mark_hedges(snap, m, mem0)
-    # (2) borrow cost, (3) GLP re-mark, (4) queue, (5) buffer, (6) fit, (7) margin: per vault
+    # (2) borrow cost, (3) GLP re-mark, (4) queue, (5) buffer, (6) fit, (7) margin: per vault, with the OI applied
     interest = assign_interest(snap)
     room = _borrow_room(snap)
-    exposures: dict[int, tuple[Fraction, ...]] = {}
-    states = {b.vault_id: _vault_state(snap, m, b, rules=rules[b.vault_id], interest=interest[b.vault_id],
-                                          mem=mem, room=room, exposures=exposures)
-              for b in snap.books}
+    mem, oi_applied, oi_results, oi_refresh = _net_oi(snap, mem, rules)
+    exposures: dict[tuple[int, OiVector | None], tuple[Fraction, ...]] = {}
+    states = {b.vault_id: _vault_state(
+        snap, m, b, rules=rules[b.vault_id], interest=interest[b.vault_id], mem=mem, room=room,
+        exposure=_exposure(snap, m, rules[b.vault_id].trader_oi_hedge_bps, oi_applied.vector(snap, b.vault_id),
+                           exposures))
+        for b in snap.books}
 
     # --- triggers -------------------------------------------------------------------------------
     wanted: dict[int, list[str]] = {v: [] for v in states}
     urgent: set[int] = set()
     profit_vaults: set[int] = set()
+    gate_exempt: set[int] = set()
     cycle_fired = False
     for v, st in states.items():
         r = t.cycle(now, snap.manager.last_cycle_at, st.rules.cycle_seconds)
@@ -213,6 +412,7 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
     account_hf = [t.health_factor(snap.lending.health_factor, r.hf_trigger_wad) for r in rules.values()]
     account_low = any(r.fired for r in account_hf)
     results.extend(replace(r, scope=f"account→vault:{v}") for v, r in zip(rules, account_hf, strict=True))
+    hf_low: set[int] = set()
     for v, st in states.items():
         own = health_factor(st.current.collateral, st.current.debt, snap, m)
         own_wad = 2**256 - 1 if own is None else math.floor(own * WAD)
@@ -221,43 +421,23 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
         if r.fired or account_low:
             wanted[v].append(r.reason() if r.fired else f"account health factor below trigger: refit vault {v}")
             urgent.add(v)
+            hf_low.add(v)
 
-    # net OI: one timer per hedged asset; thresholds = the strictest over the vaults
-    first = rules[min(rules)] if rules else Rules()
-    oi_bps = min((r.oi_drift_bps for r in rules.values()), default=first.oi_drift_bps)
-    oi_hold = min((r.oi_drift_seconds for r in rules.values()), default=first.oi_drift_seconds)
-    hedged_symbols = sorted({s for r in rules.values() for s in r.hedged_assets})
-    oi_now_by_symbol: dict[str, Fraction] = {}
-    oi_fired = False
-    for sym in hedged_symbols:
-        try:
-            asset = snap.assets[snap.asset_index(sym)]
-        except KeyError:
-            continue
-        if asset.is_stable:
-            continue
-        oi = net_oi(asset)
-        oi_now_by_symbol[sym] = oi
-        applied = lookup(mem.oi_applied, sym)
-        if applied is None:  # first run: the books are assumed fitted to the OI seen now (documented)
-            mem = replace(mem, oi_applied=put(mem.oi_applied, sym, math.floor(oi)))
-            applied = math.floor(oi)
-        r, since = t.net_oi(sym, t.oi_drift_ratio(oi, applied), lookup(mem.oi_drift_since, sym), now=now,
-                             drift_bps=oi_bps, hold_seconds=oi_hold)
-        mem = replace(mem, oi_drift_since=put(mem.oi_drift_since, sym, since) if since is not None
-                      else drop(mem.oi_drift_since, sym))
-        results.append(r)
-        oi_fired = oi_fired or r.fired
-    gate_exempt: set[int] = set()
-    if oi_fired:
-        # The OI refit is account-wide (the applied OI advances only when every vault refits), and the drift
-        # has persisted for hours: the cost gate must not hold one vault back, or the trigger would refire
-        # every tick while the other vaults trade again and again.
-        for v in states:
-            wanted[v].append("net OI hedge drifted: refit with the new OI hedge")
-            gate_exempt.add(v)
+    # net OI: refit the drifted vaults with the new OI hedge. The refit is account-wide and the drift has persisted
+    # for hours: the cost gate must not hold one vault back, or the trigger would refire every tick while the
+    # other vaults trade again and again.
+    results.extend(oi_results)
+    for v in sorted(oi_refresh):
+        wanted[v].append("net OI hedge drifted: refit with the new OI hedge")
+        gate_exempt.add(v)
+    # only the net-OI and health-factor refits refresh the OI hedge; every other refit keeps the OI applied
+    refresh = oi_refresh | hf_low
+    oi_now = tuple(math.floor(oi_applied.now[a.symbol]) if a.symbol in oi_applied.now else None for a in snap.assets)
+    planned = {v: _refit(st, _exposure(snap, m, st.rules.trader_oi_hedge_bps, oi_now, exposures), m)
+               if v in refresh else st for v, st in states.items()}
 
     # volatility weight samples (observation), with the lowest vault id's OI hedge ratio
+    first = rules[min(rules)] if rules else Rules()
     e_obs = exposure_per_glp(snap, m, first.trader_oi_hedge_bps)
     for i, token in enumerate(snap.assets):
         if token.is_stable or m.glp_price == 0:
@@ -266,45 +446,28 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
         mem = record_weight(mem, token.symbol, now, ppm, every=first.band_sample_seconds,
                             window=first.band_window_seconds)
 
+    partial = _partial_targets(mem)
     blocked: set[int] = set()
     needs_trade: set[int] = set()
     for v, st in states.items():
-        if st.infeasible is not None or st.result is None:
-            halt = t.TriggerResult("fit", f"vault:{v}", True, "halt", "-", "-", "", now, st.infeasible or "")
+        infeasible = st.infeasible if st.result is None else planned[v].infeasible
+        if infeasible is not None or st.result is None or planned[v].result is None:
+            halt = t.TriggerResult("fit", f"vault:{v}", True, "halt", "-", "-", "", now, infeasible or "")
             halts.append(halt)
             results.append(halt)
             blocked.add(v)
             continue
-        full = st.result.full
-        drifts = debt_drift(st.current.debt, full.debt, st.fit_input.hedged)
-        for a, drift in drifts.items():
-            sym = snap.assets[a].symbol
-            use_bands = st.rules.drift_policy == "bands" and st.current.glp > 0 and st.current.debt[a] > 0 \
-                and not snap.assets[a].is_stable
-            if not use_bands:
-                r = t.delta_drift(v, sym, drift, st.rules.drift_bps)
-                results.append(r)
-                if r.fired:
-                    wanted[v].append(r.reason())
-                continue
-            key = f"band:{v}:{sym}"
-            series = weight_series(mem, sym, now=now, window=st.rules.band_window_seconds)
-            inner, outer, _ = t.band_widths(series, st.rules)
-            deviation = None if full.debt[a] == 0 else Fraction(st.current.debt[a], full.debt[a]) - 1
-            halted_since = lookup(mem.halts, key)
-            ack = lookup(mem.acks, key)
-            acknowledged = halted_since is not None and ack is not None and ack >= halted_since
-            r = t.band(v, sym, deviation, inner_bps=inner, outer_bps=outer, halted_since=halted_since,
-                       acknowledged=acknowledged, now=now)
+        mem, hedge_results, hedge_halts = _hedge_triggers(snap, v, st, mem, partial.get(v))
+        results.extend(hedge_results)
+        wanted[v].extend(r.reason() for r in hedge_results if r.fired and r.action == "hedge")
+        if hedge_halts:
+            halts.extend(hedge_halts)
+            blocked.add(v)
+        if v in partial:  # the last rebalance was capped: continue (not gated) until the target is reached
+            r = t.partial(v, _gap_usd(planned[v], m))
             results.append(r)
-            if r.action == "halt":
-                mem = replace(mem, halts=put(mem.halts, key, r.since if r.since is not None else now))
-                halts.append(r)
-                blocked.add(v)
-            elif r.fired:
-                wanted[v].append(r.reason())
-            elif halted_since is not None:  # the weight returned: the halt clears
-                mem = replace(mem, halts=drop(mem.halts, key), acks=drop(mem.acks, key))
+            wanted[v].append(r.reason())
+            gate_exempt.add(v)
         pnl = lookup(mem.hedge_pnl, v) or 0
         r = t.hedge_pnl(v, pnl, st.equity, st.rules.hedge_pnl_bps)
         results.append(r)
@@ -326,24 +489,25 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
         blocked = set(states)
 
     # --- cost gate and plan ----------------------------------------------------------------------
-    gas_price = gas_price_wei
     vault_plans: list[VaultPlan] = []
-    fitted: set[int] = set()
-    for v, st in sorted(states.items()):
+    refit: set[int] = set()  # vaults whose fit the plan carries (their book is at its target afterwards)
+    for v, st in sorted(planned.items()):
         if not wanted[v] or v in blocked or st.result is None:
             continue
         queue_only = all(w.startswith("queue:") for w in wanted[v]) and v not in needs_trade
         if v not in urgent and v not in gate_exempt and not queue_only:
-            gas_wei = gas_price if gas_price is not None else st.rules.gas_price_wei
+            gas_wei = gas_price_wei if gas_price_wei is not None else st.rules.gas_price_wei
             gate = t.cost_gate(v, _cost_usd(snap, m, st, gas_wei), _corrected_usd(st, m), st.rules.cost_gate_bps,
                                urgent=False)
             results.append(gate)
             if gate.fired:
                 continue
         trade = not queue_only or v in urgent
-        if trade:
-            fitted.add(v)
         vp = _vault_plan(st, wanted[v], trade=trade)
+        if trade:
+            refit.add(v)
+            if vp is None and not st.result.partial:  # already at its target: a continuation is over
+                mem = _record_partial(mem, v, None)
         if vp is not None:
             vault_plans.append(vp)
 
@@ -363,17 +527,6 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
             vaults=tuple(vault_plans),
             reasons=tuple(r.reason() for r in results if r.fired),
         )
-        for v in in_plan:
-            st = states[v]
-            invested = st.equity - st.buffer.trade * m.price[st.book.denomination]
-            after = replace(after, invested=put(after.invested, v, math.floor(invested)))
-            if profit:
-                after = replace(after, hedge_pnl=drop(after.hedge_pnl, v))
-            for key, _ in mem.halts:
-                if key.startswith(f"band:{v}:"):
-                    after = replace(after, halts=drop(after.halts, key), acks=drop(after.acks, key))
-    if plan is not None and fitted and fitted >= set(states) - blocked:
-        for sym, oi in oi_now_by_symbol.items():
-            after = replace(after, oi_applied=put(after.oi_applied, sym, math.floor(oi)),
-                            oi_drift_since=drop(after.oi_drift_since, sym))
+        after = _after_execution(after, planned, refit, profit=profit, m=m)
+        after = oi_applied.after(after, sorted(states), refresh & refit)
     return Decision(plan, tuple(results), tuple(halts), mem, after)

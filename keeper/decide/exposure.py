@@ -62,8 +62,12 @@ def net_oi(asset: Asset) -> Fraction:
     return asset.reserved_amount - short
 
 
-def exposure_per_glp(snap: Snapshot, m: Marks, trader_oi_hedge_bps: int) -> tuple[Fraction, ...]:
-    """e_i for every asset (token units per GLP unit); Σ e_i·p_i = P exactly."""
+def exposure_per_glp(snap: Snapshot, m: Marks, trader_oi_hedge_bps: int,
+                     oi: Sequence[Fraction | int | None] | None = None) -> tuple[Fraction, ...]:
+    """e_i for every asset (token units per GLP unit); Σ e_i·p_i = P exactly.
+
+    `oi[i]` replaces the trader net OI of asset i (the OI applied at the last rebalance, for a fit that must
+    not follow the OI seen now); None or a missing `oi` uses `net_oi` of the snapshot."""
     n = len(snap.assets)
     e = [Fraction(0)] * n
     supply = snap.glp.supply
@@ -73,7 +77,8 @@ def exposure_per_glp(snap: Snapshot, m: Marks, trader_oi_hedge_bps: int) -> tupl
         h = Fraction(trader_oi_hedge_bps, BPS)
         for i, a in enumerate(snap.assets):
             if not a.is_stable:
-                e[i] = (a.pool_amount - h * net_oi(a)) / supply
+                given = None if oi is None else oi[i]
+                e[i] = (a.pool_amount - h * (net_oi(a) if given is None else given)) / supply
         volatile_usd = sum((e[i] * m.price[i] for i in range(n)), Fraction(0))
     residual = m.glp_price - volatile_usd
     stables = [i for i, a in enumerate(snap.assets) if a.is_stable]

@@ -151,6 +151,14 @@ def band(
     return TriggerResult("band", scope, False, "none", shown, threshold, "bps")
 
 
+def partial(vault_id: int, gap_usd30: Fraction) -> TriggerResult:
+    """Always fires: the vault's last rebalance was capped (λ < 1), so it continues this tick until the uncapped
+    target is reached, whatever the drift (the gap left may be below the drift threshold). Not gated."""
+    return TriggerResult("partial", f"vault:{vault_id}", True, "hedge", show(gap_usd30 / 10**30, 2), "0",
+                         "USD to the uncapped target",
+                         detail="the last rebalance was capped by a per-rebalance limit: continue")
+
+
 def cost_gate(vault_id: int, cost_usd30: Fraction, corrected_usd30: Fraction, share_bps: int, *,
               urgent: bool) -> TriggerResult:
     """Fires (defers) when cost > share_bps of the corrected notional (strict) and nothing urgent overrides."""

@@ -281,3 +281,173 @@ def test_deposits_in_band_only_process_buffers() -> None:
     vp = d.plan.vault(0)
     assert vp.process and vp.glp == 0 and not any(vp.debt) and not any(vp.cash) and not any(vp.collateral)
     assert dict(d.memory_after_execution.oi_applied) == dict(mem.oi_applied)  # no refit: OI applied unchanged
+
+
+def with_weth(snap: Snapshot, **changes: int) -> Snapshot:
+    return replace(snap, assets=(snap.assets[0], replace(snap.assets[1], **changes), snap.assets[2]))
+
+
+def weth_debt_for(vp_glp_target: int, oi_weth: int) -> int:
+    """The USD vault's WETH hedge for a GLP allocation when the OI hedge is `oi_weth` WETH (h = 1)."""
+    return vp_glp_target * (10_000 - oi_weth) // 110_000_000  # e_WETH = (pool − OI) / supply, floor
+
+
+def test_an_oi_swing_alone_waits_2h_then_refits_with_the_new_oi() -> None:
+    """+60% WETH OI: the fit's weight hedge keeps the OI applied, so the delta-drift trigger does not fire and the
+    swing waits for the net-OI timer; after 2h every vault refits with the new OI hedge."""
+    snap, mem = fitted()
+    swung = with_weth(snap, reserved_amount=snap.assets[1].reserved_amount + 600 * 10**18)  # OI 1000 → 1600 WETH
+    t0 = NOW + 100
+    d = decide(restart(swung, mem, now=t0), {})
+    for at in (t0 + H, t0 + 2 * H - 1):
+        assert d.plan is None
+        assert not any(r.trigger == "delta_drift" and r.fired for r in d.triggers)
+        d = decide(restart(swung, d.memory, now=at), {})
+    assert d.plan is None
+    d = decide(restart(swung, d.memory, now=t0 + 2 * H), {})
+    assert any(r.trigger == "net_oi" and r.fired for r in d.triggers)
+    assert d.plan is not None and {v.vault_id for v in d.plan.vaults} == {0, 1, 2}
+    v0 = d.plan.vault(0)
+    assert v0.debt_target[1] == weth_debt_for(v0.glp_target, 1600)  # the new OI hedge
+    after = d.memory_after_execution
+    assert dict(after.oi_applied)["WETH"] == 1600 * 10**18 and after.oi_applied_vault == ()
+    settled = apply_plan(swung, d.plan)
+    again = decide(restart(settled, after, now=t0 + 2 * H + 60), {})
+    assert again.plan is None and not again.fired
+
+
+def test_a_drift_refit_during_an_oi_swing_keeps_the_applied_oi() -> None:
+    snap, mem = fitted()
+    swung = with_weth(snap, reserved_amount=snap.assets[1].reserved_amount + 600 * 10**18)
+    b = swung.books[0]
+    drifted = with_account(replace(swung, books=(replace(b, debt=(0, b.debt[1] * 9 // 10, b.debt[2])),
+                                                 *swung.books[1:])))
+    d = decide(restart(drifted, mem, now=NOW + 100), {})
+    assert d.plan is not None and [v.vault_id for v in d.plan.vaults] == [0]
+    v0 = d.plan.vault(0)
+    assert v0.debt_target[1] == weth_debt_for(v0.glp_target, 1000)  # the OI applied, not the 1600 seen now
+    after = d.memory_after_execution
+    assert dict(after.oi_applied)["WETH"] == 1000 * 10**18  # the swing is still pending
+    assert dict(after.oi_drift_since)["WETH"] == NOW + 100
+
+
+def test_a_vault_health_factor_refit_refreshes_its_oi_hedge_only() -> None:
+    """Vault 0's own HF trigger refits it with the OI seen now; the other vaults keep the OI applied, and vault 0
+    remembers its own (no refit back to the old OI next tick)."""
+    snap, mem = fitted()
+    swung = with_weth(snap, reserved_amount=snap.assets[1].reserved_amount + 600 * 10**18)
+    b = swung.books[0]
+    low = with_account(replace(swung, books=(replace(b, collateral=(b.collateral[0] * 7 // 10, 0, 0)),
+                                             *swung.books[1:])))
+    assert low.lending.health_factor >= 12 * 10**17  # only the vault's own HF is low
+    d = decide(restart(low, mem, now=NOW + 100), {})
+    assert d.plan is not None and [v.vault_id for v in d.plan.vaults] == [0]
+    v0 = d.plan.vault(0)
+    assert v0.debt_target[1] == weth_debt_for(v0.glp_target, 1600)
+    after = d.memory_after_execution
+    assert dict(after.oi_applied)["WETH"] == 1000 * 10**18
+    assert (0, "WETH", 1600 * 10**18) in after.oi_applied_vault
+    settled = apply_plan(low, d.plan)
+    again = decide(restart(settled, after, now=NOW + 160), {})
+    assert again.plan is None
+    assert not any(r.trigger == "delta_drift" and r.fired for r in again.triggers)
+
+
+def test_a_capped_rebalance_continues_next_tick_below_the_drift_threshold() -> None:
+    snap, mem = fitted()
+    b = snap.books[0]
+    drifted = with_account(replace(snap, books=(replace(b, debt=(0, b.debt[1] * 94 // 100, b.debt[2])),
+                                                *snap.books[1:])))
+    rules = {0: Rules(notional_cap_usd=9_000)}
+    d = decide(drifted, rules, mem)
+    assert d.plan is not None and d.plan.vault(0).partial
+    assert {row[:2] for row in d.memory_after_execution.partial_targets} == {(0, "GLP"), (0, "WETH"), (0, "WBTC")}
+    step = apply_plan(drifted, d.plan)
+    # the gap left is below 5%: only the continuation fires, and the gate (gas at $45,000) does not hold it back
+    d = decide(step, rules, d.memory_after_execution, gas_price_wei=10**13)
+    assert [r.trigger for r in d.fired] == ["partial"]
+    assert not any(r.trigger == "cost_gate" for r in d.triggers)
+    assert d.plan is not None and not d.plan.vault(0).partial
+    done = apply_plan(step, d.plan)
+    assert d.memory_after_execution.partial_targets == ()
+    m = marks(done)
+    x = holdings_exposure(done.books[0].glp, done.books[0].cash, done.books[0].collateral, done.books[0].debt,
+                          exposure_per_glp(done, m, 10_000))
+    assert 0 <= x[1] < 1 and 0 <= x[2] < 1  # neutral again
+    final = decide(done, rules, d.memory_after_execution)
+    assert final.plan is None and not final.fired
+
+
+def test_bands_halt_an_invested_vault_with_no_hedge_and_let_a_new_vault_invest() -> None:
+    snap, mem = fitted()
+    b = snap.books[0]
+    unhedged = with_account(replace(snap, books=(replace(b, debt=(0, 0, b.debt[2])), *snap.books[1:])))
+    rules = {0: Rules(drift_policy="bands")}
+    d = decide(unhedged, rules, mem)
+    halt = next(h for h in d.halts if h.scope == "vault:0:WETH")
+    assert halt.action == "halt" and halt.value == "10000"  # −100%: beyond any outer bound below 100%
+    assert d.plan is None
+    fresh = market(books=funded()[:1])  # nothing invested yet: the first fit is the drift rule's
+    d = decide(fresh, rules)
+    first = next(r for r in d.triggers if r.scope == "vault:0:WETH")
+    assert (first.trigger, first.fired) == ("delta_drift", True) and "first investment" in first.detail
+    assert d.plan is not None and not d.halts
+
+
+def test_a_band_vault_continues_a_capped_first_investment() -> None:
+    """The gap a cap leaves is the keeper's own: a band vault continues instead of halting on it."""
+    rules = {0: Rules(drift_policy="bands", notional_cap_usd=200_000)}
+    snap = market(books=funded()[:1])
+    d = decide(snap, rules)
+    assert d.plan is not None and d.plan.vault(0).partial
+    for k in range(1, 10):
+        snap = replace(apply_plan(snap, d.plan), block_timestamp=NOW + k * 60)
+        d = decide(snap, rules, d.memory_after_execution)
+        assert not d.halts
+        if d.plan is None:
+            break
+    assert d.plan is None and d.memory.partial_targets == ()
+    assert 2 <= k <= 9
+
+
+def test_a_profit_plan_settles_only_the_vaults_that_refit() -> None:
+    """Vault 0's hedge PnL fires a profit plan; vault 1 only processes a deposit (queue-only): its PnL and invested
+    equity stay; vault 2 is halted by its band: the OI applied does not advance for it."""
+    snap, mem = fitted()
+    b0, b1, b2 = snap.books
+    books = (b0, replace(b1, pending_deposits=10**18), replace(b2, debt=(b2.debt[0], b2.debt[1] // 2, 0)))
+    cheaper = reprice(with_account(replace(snap, books=books)), {"WETH": 2910, "WBTC": 58_200})  # −3%
+    swung = with_weth(cheaper, reserved_amount=snap.assets[1].reserved_amount + 600 * 10**18)
+    rules = {0: Rules(hedge_pnl_bps=50), 2: Rules(drift_policy="bands")}
+    d = decide(restart(swung, mem, now=NOW + 100), rules)
+    assert d.plan is not None and d.plan.profit
+    assert [r.scope for r in d.fired if r.trigger == "hedge_pnl"] == ["vault:0"]
+    assert any(h.scope == "vault:2:WETH" for h in d.halts)
+    assert d.plan.vault(0).glp > 0  # the profit is minted into GLP
+    vp1 = d.plan.vault(1)
+    assert vp1.process and vp1.glp == 0 and not any(vp1.debt)
+    seen, after = d.memory, d.memory_after_execution
+    assert dict(seen.hedge_pnl)[0] > 0 and dict(seen.hedge_pnl)[1] > 0
+    assert dict(after.hedge_pnl) == {1: dict(seen.hedge_pnl)[1], 2: dict(seen.hedge_pnl)[2]}  # only vault 0 settled
+    assert dict(after.invested)[1] == dict(mem.invested)[1]  # vault 1 did not trade
+    assert dict(after.invested)[0] != dict(mem.invested)[0]
+    assert dict(after.oi_applied)["WETH"] == 1000 * 10**18  # no OI refit yet (the timer runs)
+    # 2h later the net-OI refit: vaults 0 and 1 take the new OI; the halted vault 2 keeps the old one
+    d = decide(restart(swung, d.memory, now=NOW + 100 + 2 * H), rules)
+    assert d.plan is not None and {v.vault_id for v in d.plan.vaults} == {0, 1}
+    after = d.memory_after_execution
+    assert dict(after.oi_applied)["WETH"] == 1000 * 10**18
+    assert {(v, s) for v, s, _ in after.oi_applied_vault} == {(0, "WETH"), (1, "WETH")}
+    # executed: the timer still fires for vault 2 only, which is halted, so nobody trades again (no churn)
+    settled = apply_plan(swung, d.plan)
+    d = decide(restart(settled, after, now=NOW + 200 + 2 * H), rules)
+    assert any(r.trigger == "net_oi" and r.fired for r in d.triggers)
+    assert d.plan is None or {v.vault_id for v in d.plan.vaults} <= {1}  # vault 1 may still process its deposit
+    assert d.plan is None or not any(v.glp or any(v.debt) for v in d.plan.vaults)
+    # the operator acknowledges vault 2: it refits with the new OI and the account's OI applied advances
+    acked = replace(d.memory, acks=(("band:2:WETH", NOW + 300 + 2 * H),))
+    d = decide(restart(settled, acked, now=NOW + 400 + 2 * H), rules)
+    assert d.plan is not None and 2 in {v.vault_id for v in d.plan.vaults}
+    after = d.memory_after_execution
+    assert dict(after.oi_applied)["WETH"] == 1600 * 10**18 and after.oi_applied_vault == ()
+    assert "WETH" not in dict(after.oi_drift_since)
