@@ -5,10 +5,12 @@ With PostgreSQL (KEEPER_TEST_DATABASE_URL; a fresh schema per test through the D
    periods and completes that intent from the shared journal exactly once;
 2. SIGSTOP the leader past its lease → the standby takes over; SIGCONT → the old leader steps down and
    sends nothing;
-3. both started at once → exactly one leads and is ready; a clean SIGTERM hands over at once.
+3. both started at once with a rebalance due → exactly one leads, is ready, signs and sends; the chain shows
+   one effect per intent; a clean SIGTERM hands over at once.
 Embedded (no database): 4. a second process on the same state dir refuses to send and says why.
 
 Lease 2 s, poll 0.2 s. Every process is killed by pid in the fixture's teardown, before the chain is reverted.
+Every replica's log, /metrics scrape and /readyz answer goes to the session's secret scan.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from keeper.config import render_toml
 from keeper.devnet.anvil import free_port, rpc
 from keeper.devnet.market import Market
 from keeper.devnet.session import devnet_config
+from tests.faults.plugin import SCAN
 
 pytestmark = pytest.mark.anvil
 
@@ -69,10 +72,12 @@ class Replica:
 
     def leader(self) -> float | None:
         code, text = get(self.url + "/metrics")
+        SCAN.add_text("/metrics scrapes", f"ha {self.name} /metrics", text)
         return metric(text, "keeper_leader") if code == 200 else None
 
     def ready(self) -> tuple[int, dict[str, Any]]:
         code, text = get(self.url + "/readyz")
+        SCAN.add_text("health answers", f"ha {self.name} /readyz", text)
         return code, (json.loads(text) if text.startswith("{") else {})
 
     def log_size(self) -> int:
@@ -117,6 +122,7 @@ class Cluster:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "keeper.cli", "run", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT
             )
+        SCAN.add_file("daemon logs", f"ha {name} log", log_path)
         replica = Replica(name, proc, f"http://127.0.0.1:{port}", log_path)
         self.replicas.append(replica)
         return replica
@@ -378,13 +384,30 @@ def test_sigstopped_leader_steps_down_after_sigcont_without_sending(  # noqa: PL
            "periods", "once", "one sender: the paused leader steps down without sending; no duplicates", observed)
 
 
-def test_two_started_at_once_exactly_one_leads_and_a_clean_stop_hands_over(
-    pg: tuple[str, str], cluster: Cluster, c: Any, record: Any
+def test_two_started_at_once_exactly_one_leads_and_a_clean_stop_hands_over(  # noqa: PLR0917
+    pg: tuple[str, str], cluster: Cluster, c: Any, w3: Any, deployment: Any, record: Any
 ) -> None:
+    """A rebalance is due when both start: exactly one replica leads, signs and sends; the chain shows one effect
+    per successful intent, every keeper transaction signed by that replica; a clean SIGTERM hands over at once."""
     dsn = schema_dsn(*pg)
+    journal = Journal(*pg)
+    start_nonce = w3.eth.get_transaction_count(deployment.keeper)
+    start_block = w3.eth.block_number
+    before = rebalances(c)
+    rpc(cluster.anvil.url, "evm_increaseTime", [60])
+    Market(w3, deployment).set_prices({**PRICES, "WETH": Decimal(3360)})  # +12%: a delta-drift rebalance is due
     a, b = cluster.start("a", dsn), cluster.start("b", dsn)
     cluster.wait(lambda: a.ready()[1].get("live") is True and b.ready()[1].get("live") is True, "both live", 30)
     leader, standby = cluster.one_leader([a, b])
+    cluster.wait(lambda: rebalances(c) > before, "the due rebalance", 30)
+    after = settle(cluster, journal, c)
+    result = audit(cluster, journal, start_nonce, start_block)
+    senders = [r.name for r in (a, b) if [e for e in r.events() if e.get("event") in SENDING_EVENTS]]
+    mined = result["mined"]
+    by_leader = mined <= signed_hashes(leader.events()) and not (mined & signed_hashes(standby.events()))
+    assert senders == [leader.name], (senders, cluster.logs())
+    assert by_leader and mined, (mined, cluster.logs())
+    assert after - before == len(result["successes"]) >= 1  # one effect per successful intent: no duplicate
     for _ in range(10):  # stable: never two, never none
         assert (leader.leader() or 0) + (standby.leader() or 0) == 1
         time.sleep(0.2)
@@ -400,10 +423,13 @@ def test_two_started_at_once_exactly_one_leads_and_a_clean_stop_hands_over(
     handover = cluster.wait(lambda: standby.leader() == 1, "the standby to take over", 2 * LEASE)
     assert handover < LEASE
     assert standby.ready()[0] == 200
-    observed = f"one leader, one standby (readyz 200/503) over 10 checks; clean SIGTERM handover in {handover:.2f}s"
+    observed = (f"rebalance due at start: one leader, one standby (readyz 200/503) over 10 checks; only the leader "
+                f"logged send events; rebalanceCount {before}→{after} for {len(result['successes'])} successful "
+                f"intent(s), {len(mined)} keeper transaction(s), all signed by the leader; clean SIGTERM handover in "
+                f"{handover:.2f}s")
     print("\nstarted together: " + observed)
-    record("ha.started_together", "two replicas started at the same moment on one PostgreSQL lease", "once",
-           "exactly one leads; only the leader is ready", observed)
+    record("ha.started_together", "two replicas started at the same moment on one PostgreSQL lease, a rebalance due",
+           "once", "exactly one leads and sends; one effect on chain; only the leader is ready", observed)
 
 
 def test_second_process_on_the_same_state_dir_refuses_to_send(  # noqa: PLR0917
