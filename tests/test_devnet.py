@@ -125,34 +125,82 @@ def test_devnet_command_deploys_and_stops_anvil_on_sigterm(tmp_path: Path) -> No
 
 
 def test_snapshot_then_plan_end_to_end(anvil: Any, deployment: Any, c: Any, chain: None, tmp_path: Path) -> None:
-    """Read a snapshot from the devnet, plan it, and check the plan against the books it was made from."""
+    """Read snapshots from the devnet (latest and `--block N` before a price move), plan the latest, check the plan
+    against the books it was made from, and apply it: every vault neutral in its denomination at the target HF."""
+    import math
     from decimal import Decimal
+    from fractions import Fraction
 
     from web3 import Web3
 
+    from keeper.decide.exposure import book_equity, exposure_per_glp, health_factor, holdings_exposure, marks, net_oi
+    from keeper.decide.plan import plan_from_json_dict
     from keeper.devnet.market import Market
+    from tests.decide.builders import apply_plan
+    from tests.decide.schema_check import errors
 
-    Market(Web3(Web3.HTTPProvider(anvil.url)), deployment).set_prices({"WETH": Decimal(3400)})
+    web3 = Web3(Web3.HTTPProvider(anvil.url))
+    before = web3.eth.block_number
+    Market(web3, deployment).set_prices({"WETH": Decimal(3400)})
     config = tmp_path / "devnet.toml"
     config.write_text(render_toml(devnet_config(anvil, deployment)))
-    snap_file = tmp_path / "snap.json"
-    command = [sys.executable, "-m", "keeper.cli", "snapshot", "--config", str(config), "-o", str(snap_file)]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    planned = subprocess.run([sys.executable, "-m", "keeper.cli", "plan", "--snapshot", str(snap_file), "--format",
-                              "json"], capture_output=True, text=True, timeout=60)
+
+    def snapshot(name: str, *extra: str) -> dict[str, Any]:
+        path = tmp_path / name
+        command = [sys.executable, "-m", "keeper.cli", "snapshot", "--config", str(config), "-o", str(path), *extra]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        data: dict[str, Any] = json.loads(path.read_text())
+        assert errors(data, "snapshot.schema.json") == []  # a real snapshot satisfies the documented schema
+        return data
+
+    latest, old = snapshot("snap.json"), snapshot("old.json", "--block", str(before))
+    assert old["block_number"] == before < latest["block_number"]
+    weth_old, weth_new = (next(a for a in d["assets"] if a["symbol"] == "WETH") for d in (old, latest))
+    assert weth_new["feed_answer"] == 3400 * 10 ** weth_new["feed_decimals"] != weth_old["feed_answer"]
+
+    planned = subprocess.run([sys.executable, "-m", "keeper.cli", "plan", "--snapshot", str(tmp_path / "snap.json"),
+                              "--format", "json"], capture_output=True, text=True, timeout=60)
     assert planned.returncode == 0, planned.stderr
     result = json.loads(planned.stdout)
+    assert errors(result, "plan-output.schema.json") == []
     assert any(line.startswith("delta_drift") for line in result["fired"])  # ETH +13%: every vault drifted
-    snap = snapshot_from_json_dict(json.loads(snap_file.read_text()))
-    plan = result["plan"]
-    assert plan["block_number"] == snap.block_number
-    for vault in plan["vaults"]:
-        book = snap.books[vault["vault_id"]]
-        # each change is exactly target − current book
-        assert vault["glp"] == vault["glp_target"] - book.glp
-        assert all(t - c == d for t, c, d in zip(vault["collateral_target"], book.collateral, vault["collateral"],
-                                                  strict=True))
+    assert result["halts"] == []
+    snap = snapshot_from_json_dict(latest)
+    plan = plan_from_json_dict(result["plan"])
+    assert plan.block_number == snap.block_number
+    books = {b.vault_id: b for b in snap.books}
+    assert {v.vault_id for v in plan.vaults} == set(books) == {0, 1, 2}
+    for vp in plan.vaults:
+        book = books[vp.vault_id]
+        assert not vp.partial
+        # each change is exactly target − current book, for every instrument
+        assert vp.glp == vp.glp_target - book.glp
+        for change, target, current in ((vp.cash, vp.cash_target, book.cash),
+                                        (vp.collateral, vp.collateral_target, book.collateral),
+                                        (vp.debt, vp.debt_target, book.debt)):
+            assert list(change) == [t - c for t, c in zip(target, current, strict=True)]
+        assert any(vp.debt) and any(vp.collateral)  # the hedge and its margin move with the price
+    for i, asset in enumerate(snap.assets):  # borrow cost is assigned in full to the vaults holding the debt
+        assert sum(vp.interest[i] for vp in plan.vaults) == (asset.unassigned_debt if any(b.debt[i] for b in
+                                                                                          snap.books) else 0)
+
+    after = apply_plan(snap, plan)
+    m = marks(after)
+    oi = tuple(None if a.is_stable else math.floor(net_oi(a)) for a in after.assets)  # the OI the fit recorded
+    e = exposure_per_glp(after, m, 10_000, oi)
+    for vp in plan.vaults:
+        b = next(x for x in after.books if x.vault_id == vp.vault_id)
+        x = holdings_exposure(b.glp, b.cash, b.collateral, b.debt, e)
+        for a in range(len(after.assets)):
+            if a != b.denomination:
+                assert 0 <= x[a] < 1, (b.vault_id, a, x[a])  # hedged within one smallest unit, never over
+        equity = book_equity(b, m)
+        assert 0 <= equity - x[b.denomination] * m.price[b.denomination] < sum(m.price)  # long exactly its equity
+        assert abs(equity - book_equity(books[vp.vault_id], m, vp.interest)) < sum(m.price) * 4 + m.glp_price
+        hf = health_factor(b.collateral, b.debt, after, m)
+        assert hf is not None and hf >= Fraction(3, 2)
+    assert after.lending.health_factor >= 15 * 10**17
 
 
 def test_check_config_against_the_devnet(anvil: Any, deployment: Any, tmp_path: Path) -> None:

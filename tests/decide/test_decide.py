@@ -157,8 +157,22 @@ def test_hedge_pnl_profit_flag_and_settlement() -> None:
     # USD vault: short 53.655 WETH and 2.9212 WBTC, both −30%: PnL ≈ 0.3 × $336k ≈ $100.9k ≈ 10% of equity
     assert 1000 < int(float(pnl["vault:0"].value)) < 1020
     assert d.plan is not None and d.plan.profit
+    assert d.plan.vault(0).glp > 0  # the profit (prices fell) is minted into GLP
     assert dict(d.memory_after_execution.hedge_pnl) == {}
     assert dict(d.memory.hedge_pnl)[0] > 0
+
+
+def test_hedge_pnl_loss_is_covered_by_redeeming_glp() -> None:
+    snap, mem = fitted()
+    d = decide(restart(snap, mem, now=NOW + 60), {})
+    dear = restart(reprice(snap, {"WETH": 3540, "WBTC": 70_800}), d.memory, now=NOW + 120)  # +18%
+    d = decide(dear, {})
+    pnl = next(r for r in d.triggers if r.trigger == "hedge_pnl" and r.scope == "vault:0")
+    assert pnl.fired and "loss" in pnl.detail
+    assert not any(r.trigger == "health_factor" and r.fired for r in d.triggers)  # a loss, not a margin call
+    assert d.plan is not None and d.plan.profit
+    assert d.plan.vault(0).glp < 0  # the loss is covered by redeeming GLP
+    assert dict(d.memory.hedge_pnl)[0] < 0 and 0 not in dict(d.memory_after_execution.hedge_pnl)
 
 
 def test_recurring_cycle_sets_all_flags_and_overrides_the_cost_gate() -> None:
