@@ -6,8 +6,12 @@ in and out, time only from `snapshot.block_timestamp`, no web3, no I/O, no float
 
 Memory: `Decision.memory` holds observations only (marks, hedge PnL, OI timers, weight samples, halts)
 and is always safe to persist; `Decision.memory_after_execution` adds what the plan establishes (OI
-applied, invested equity, PnL settled, acknowledged halts cleared) and must be persisted only once the
-plan has executed. A restart therefore neither resets nor fakes a timer.
+applied, invested equity, PnL settled, acknowledged halts cleared, partial targets) for the vaults that
+refit only, and must be persisted only once the plan has executed. A restart therefore neither resets
+nor fakes a timer.
+
+OI hedge: every fit uses the OI applied at the vault's last rebalance; only the net-OI and health-factor
+refits take the OI seen now (docs/decision.md §1, §3). A capped (partial) rebalance continues next tick.
 """
 
 from __future__ import annotations
