@@ -5,6 +5,17 @@ in-flight job (pipeline tick, accounting of executed rebalances) and start-up (c
 signer, journal, leadership, metrics). Decisions are pure calls into keeper.decide / keeper.net /
 keeper.account; this module only moves their inputs and outputs between the chain, the journal and
 the metrics. Dry-run decides, nets and simulates but never signs.
+
+* Prices: decide and netting see the oracle guard's median (`keeper.chain.oracle.priced`), not the raw
+  Chainlink answer; a refused asset blocks every GLP-dependent plan (`keeper.chain.oracle.blocking`).
+* Still wanted (asked by the pipeline before a first send and before every replacement of a vault
+  rebalance): a fresh snapshot at the in-flight head (the pending rebalance is not mined, so it is the
+  pre-state), the oracle guard and `decide` — wanted iff a rebalance is still planned and not blocked.
+  A read failure keeps the intent: a transient RPC error must not cancel a wanted rebalance.
+* Shutdown: SIGTERM/SIGINT handlers are installed first thing in `run()`, so a signal during start-up
+  (endpoint checks, reconcile) is honoured too; the process exits within `grace_seconds +
+  FORCE_MARGIN_SECONDS` (keeper.daemon.schedule), 0 when no journal section was open.
+* Logs: every line of a tick carries `block`; per-vault lines `vault`; accounting lines `intent_id`.
 """
 
 from __future__ import annotations
@@ -15,8 +26,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +37,22 @@ from web3.logs import DISCARD
 from web3.types import RPCEndpoint
 
 from keeper import log
-from keeper.account import (
-    Ledger,
-    attribute,
-    change_position,
-    ledger_from_json_dict,
-    ledger_to_json_dict,
-    record_from_json_dict,
-    record_rebalance,
-)
+from keeper.account import Ledger, attribute, record_from_json_dict
 from keeper.account.attribution import AttributionRecord
 from keeper.chain.artifacts import abi as load_abi
-from keeper.chain.oracle import OracleRules, Verdict
+from keeper.chain.oracle import OracleRules, Verdict, blocking, priced
 from keeper.chain.oracle import check as oracle_check
 from keeper.chain.reader import Addresses, SnapshotReader
 from keeper.config import KeeperSettings
 from keeper.daemon.endpoints import Endpoints
+from keeper.daemon.fee_ledger import LEDGER_KEY as _LEDGER_KEY
+from keeper.daemon.fee_ledger import FeeLedger
 from keeper.daemon.http import Health, serve
 from keeper.daemon.journal import unaccounted
+from keeper.daemon.lyf_job import PENDING as LYF_PENDING
 from keeper.daemon.lyf_job import LyfJob
 from keeper.daemon.metrics import Metrics
-from keeper.daemon.schedule import Daemon, Timing
+from keeper.daemon.schedule import Daemon, Shutdown, Timing
 from keeper.decide import Decision, Plan, Rules, decide, plan_from_json_dict, plan_to_json_dict
 from keeper.errors import ConfigError, InputError, KeeperError, ReadError
 from keeper.ha.fence import FencedChain
@@ -76,13 +83,12 @@ from keeper.store import (
 _log = log.get("keeper.daemon")
 
 MEMORY_KEY = "decision.memory"
-LEDGER_KEY = "fee.ledger"
-LEDGER_POOL = "account"
-MICRO_USD = 10**24  # USD × 1e30 → micro-USD
+LEDGER_KEY = _LEDGER_KEY  # the fee ledger document (`keeper fees` reads it)
 ACCOUNTED = "accounted"
 ATTRIBUTION = "attribution"
 PENDING = "pending"  # intent id → {"plan": ..., "memory_after": ...}
 USD30 = 10**30
+SIGNER_LOW_REMINDER_SECONDS = 600.0  # while the signer balance stays low: one warning per 10 minutes
 
 
 def rules_by_vault(cfg: KeeperSettings, vault_ids: list[int]) -> dict[int, Rules]:
@@ -146,6 +152,45 @@ class Switches:
         return None
 
 
+class Reminder:
+    """A condition worth a log line when it starts, when it ends, and at most every `every` seconds while it
+    lasts (the gauge carries the per-block value): `update(active)` says which line to write, if any."""
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self._clock = clock
+        self._since: float | None = None  # when the last line for the active condition was written
+
+    def update(self, active: bool) -> str | None:
+        now = self._clock()
+        if not active:
+            was, self._since = self._since, None
+            return None if was is None else "cleared"
+        if self._since is None:
+            self._since = now
+            return "raised"
+        if now - self._since >= self.every:
+            self._since = now
+            return "again"
+        return None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One tick's decision inputs and outputs: the priced snapshot decide and netting saw, the oracle
+    verdicts, the decision (None: GLP cannot be priced) and the refused assets that block its plan."""
+
+    snap: Snapshot
+    verdicts: Mapping[str, Verdict]
+    refused: frozenset[str]
+    decision: Decision | None
+    blocked: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def plan(self) -> Plan | None:
+        return None if self.decision is None else self.decision.plan
+
+
 class KeeperApp:
     """One keeper process. `run()` blocks until SIGTERM/SIGINT and returns the exit code."""
 
@@ -186,8 +231,21 @@ class KeeperApp:
         self._selectors = self._keeper_selectors()
         self._rebalanced_topic = "0x" + Web3.keccak(text="Rebalanced(uint256,uint8,uint256)").hex().removeprefix("0x")
         self._last_snapshot: Snapshot | None = None
-        self._submitted: list[int] = []  # chain times of submissions (rate limit)
+        self._submitted: list[int] = []  # chain times of submissions (rate limit), rebuilt from the journal
         self._last_pause: str | None = None
+        self._stop = threading.Event()  # set by SIGTERM/SIGINT (keeper.daemon.schedule.Shutdown)
+        self._sections = 0  # journal sections open (a forced exit inside one exits 1)
+        self._sections_lock = threading.Lock()
+        self._in_flight_head: int | None = None
+        self._replanned: tuple[int, bool] | None = None  # (head, still wanted) of the last still-wanted check
+        self._block_times: dict[int, int] = {}
+        self._last_success: dict[int, int] = {}  # vault → chain time of its last rebalance accounted here
+        self._signer_low = Reminder(SIGNER_LOW_REMINDER_SECONDS)
+        self._chain_problems: dict[str, str] = {}  # "head" / "read" → why the chain check fails
+        # the depositor log scan starts at the VaultManager's deployment block once the config has one
+        self.fees = FeeLedger(self.store, c.vault_manager, c.multicall,
+                              start_block=int(getattr(c, "deployed_at_block", 0) or 0))
+        self._persist_hooks: list[PersistHook] = []  # extra pipeline on_persist callbacks (tests, drills)
         self.lyf = LyfJob(self) if cfg.lyf.positions else None
         self.metrics.dry_run.set(1 if cfg.safety.dry_run else 0)
         self.metrics.signer_balance_min.set(cfg.safety.min_signer_balance_wei)
@@ -234,6 +292,7 @@ class KeeperApp:
         raise ConfigError("signer: kind 'raw' needs key (KEEPER_SIGNER__KEY or the secrets dir) or key_file")
 
     def _pipeline(self) -> Any:
+        from keeper.execute import killpoint
         from keeper.execute.chain import Chain, connect
         from keeper.execute.gas import GasPolicy
         from keeper.execute.metrics import ExecutionMetrics, prometheus_hook
@@ -246,6 +305,7 @@ class KeeperApp:
             private_url=self.cfg.chain.send_url,
             timeout=self.cfg.chain.request_timeout_seconds,
             max_head_lag=self.cfg.chain.max_head_lag_blocks,
+            observer=self._observe_send_rpc,
         )
         self._send_chain = chain
         policy = GasPolicy(
@@ -265,6 +325,10 @@ class KeeperApp:
             force_legacy=g.legacy,
         )
         metrics = ExecutionMetrics(hook=prometheus_hook(self.metrics.registry))
+        kill = killpoint.from_env(os.environ)  # test-only fault injection (KEEPER_FAULT_KILL_AT); None unless set
+        if kill is not None:
+            _log.warning("FAULT INJECTION ARMED: this process SIGKILLs itself at a journal checkpoint; never in "
+                         "production", variable=killpoint.ENV, value=os.environ.get(killpoint.ENV, "")[:40])
         return Pipeline(
             self.store,
             sending,
@@ -273,7 +337,15 @@ class KeeperApp:
             metrics=metrics,
             still_wanted=self._still_wanted,
             alert=self._alert,
+            on_persist=_chained(self._persist_hooks + ([kill] if kill is not None else [])),
         )
+
+    def _observe_send_rpc(self, endpoint: str, method: str, ok: bool, seconds: float) -> None:
+        """The send path's RpcPool observer: the same per-endpoint series as the read path."""
+        self.metrics.rpc_requests.labels(endpoint=endpoint).inc()
+        if not ok:
+            self.metrics.rpc_errors.labels(endpoint=endpoint).inc()
+        self.metrics.rpc_latency.labels(endpoint=endpoint).observe(seconds)
 
     def _alert(self, kind: str, message: str) -> None:
         if kind == "fee_cap":
@@ -282,9 +354,44 @@ class KeeperApp:
         _log.warning("alert", kind=kind, message=message)
 
     def _still_wanted(self, record: IntentRecord) -> bool:
-        """Before a replacement: the intent is still wanted unless the manager paused or a switch is on."""
+        """Asked by the pipeline before a first send and before every replacement.
+
+        Not wanted while a pause switch is on or the VaultManager is paused. A vault rebalance (it has a
+        pending entry) is also re-planned: a fresh snapshot at the in-flight head, the oracle guard and
+        `decide` — wanted iff a rebalance is still planned and not blocked by the guard. A read failure
+        keeps the intent (a transient RPC error must not cancel a wanted rebalance). Other intents (LYF,
+        gap fills) answer to the switches only.
+        """
         snap = self._last_snapshot
-        return self.switches.paused() is None and not (snap is not None and snap.manager.paused)
+        if self.switches.paused() is not None or (snap is not None and snap.manager.paused):
+            return False
+        if self.store.get_state(f"{PENDING}:{record.id}") is None:
+            return True
+        head = self._in_flight_head
+        if head is None:
+            return True
+        if self._replanned is not None and self._replanned[0] == head:
+            return self._replanned[1]
+        with log.bound(intent_id=record.id):
+            wanted = self._replan(head)
+        self._replanned = (head, wanted)
+        return wanted
+
+    def _replan(self, head: int) -> bool:
+        try:
+            snap = replace(self.read(head), memory=self.load_memory())
+        except Exception as exc:  # keep the intent: cancelling on a transient error would lose a wanted rebalance
+            _log.warning("still-wanted check: read failed; keeping the intent", block=head,
+                         error=f"{exc.__class__.__name__}: {exc}"[:300])
+            return True
+        if snap.manager.paused:
+            _log.info("still-wanted check: the VaultManager is paused; not wanted", block=head)
+            return False
+        ev = self._evaluate(snap)
+        wanted = ev.plan is not None and not ev.blocked
+        _log.info("still-wanted check", block=head, wanted=wanted,
+                  reason="planned" if wanted else ("oracle guard" if ev.blocked or ev.decision is None else "no plan"))
+        return wanted
 
     # --- reading -------------------------------------------------------------------------------------------------
     def read(self, block: int) -> Snapshot:
@@ -302,7 +409,9 @@ class KeeperApp:
                 self.endpoints.failed(f"snapshot read at block {block}: {exc}")
                 continue
             self.metrics.rpc_latency.labels(endpoint=self.endpoints.name).observe(time.perf_counter() - started)
+            self._chain_status("read", None)
             return snap
+        self._chain_status("read", f"every endpoint failed to read block {block}")
         raise ReadError(f"every endpoint failed to read block {block}")
 
     def head(self) -> int:
@@ -318,10 +427,21 @@ class KeeperApp:
                 continue
             problem = self.endpoints.check_head(number)
             if problem is None:
+                self._chain_status("head", None, f"head {number}")
                 return number
             self.endpoints.failed(problem)
-        self.health.set_check("chain", False, "every endpoint failed")
+        self._chain_status("head", "every endpoint failed to answer eth_blockNumber")
         raise ReadError("every endpoint failed to answer eth_blockNumber")
+
+    def _chain_status(self, source: str, problem: str | None, detail: str = "") -> None:
+        """Readiness "chain": fails while the head read or the snapshot read fails (liveness is unaffected)."""
+        if problem is None:
+            self._chain_problems.pop(source, None)
+        else:
+            self._chain_problems[source] = problem[:200]
+        problems = sorted(self._chain_problems.values())
+        self.health.set_check("chain", not problems, "; ".join(problems) or detail or "reachable")
+        self.metrics.ready.set(1 if self.health.ready()[0] else 0)
 
     def _demote_send_endpoint(self, index: int, seconds: float) -> None:
         """The read path saw endpoint `index` fail: the send path avoids it for the same cooldown."""
@@ -353,7 +473,7 @@ class KeeperApp:
                 if self.lyf is not None and self.switches.paused() is None:
                     self.lyf.tick(block)
             except ReadError as exc:  # retryable: the next block tries again (no traceback: not a bug)
-                self.health.set_check("chain", False, f"read failed: {exc}"[:200])
+                self._chain_status("read", f"read failed: {exc}")
                 _log.warning("snapshot read failed; retrying next block", error=str(exc)[:300])
 
     def _tick(self, block: int) -> None:
@@ -369,17 +489,15 @@ class KeeperApp:
         self._last_pause = None
         snap = replace(self.read(block), memory=self.load_memory())
         self._last_snapshot = snap
-        self.health.set_check("chain", True, f"block {block}")
+        self._ensure_rules(snap)
         self._export_snapshot(snap)
-        verdicts = oracle_check(snap, self.oracle_rules, self.oracle_default)
-        refused = self._export_oracle(verdicts)
-        if snap.glp.aum_min == 0 or any("non_positive" in verdicts[s].reasons for s in refused):
+        ev = self._evaluate(snap)
+        self._export_oracle(ev.verdicts)
+        if ev.decision is None:
             # GLP cannot be priced (a feed is zero or negative): every vault depends on it, so no decision
-            _log.warning("oracle guard: GLP cannot be priced; no decision this block", refused=sorted(refused))
+            _log.warning("oracle guard: GLP cannot be priced; no decision this block", refused=sorted(ev.refused))
             return
-        if not self.rules or set(self.rules) != {b.vault_id for b in snap.books}:
-            self.rules = rules_by_vault(self.cfg, [b.vault_id for b in snap.books])
-        decision = decide(snap, self.rules, snap.memory)
+        decision = ev.decision
         leading = self._leading()
         if leading:  # the journal is shared: a standby decides (for its metrics) but never writes
             self.save_memory(decision.memory)
@@ -392,14 +510,8 @@ class KeeperApp:
         if snap.manager.paused:
             _log.warning("VaultManager is paused on chain: no trade")
             return
-        touched = {
-            s
-            for vp in decision.plan.vaults
-            for i, s in enumerate(decision.plan.assets)
-            if vp.debt[i] or vp.collateral[i] or vp.cash[i]
-        }
-        if refused & (touched | {a.symbol for a in snap.assets if not a.is_stable}):
-            _log.warning("oracle guard: no trade", refused=sorted(refused))
+        if ev.blocked:
+            _log.warning("oracle guard: no trade", refused=sorted(ev.refused), blocking=sorted(ev.blocked))
             return
         # One rebalance at a time until it is mined: the next snapshot then already contains it. Mined but
         # not yet final is fine: the next intent takes the next nonce, so even after a reorg the chain
@@ -412,9 +524,32 @@ class KeeperApp:
         if self._rate_limited(snap.block_timestamp, urgent=urgent):
             return
         try:
-            self._submit(snap, decision, block)
+            self._submit(ev.snap, decision, block)
         except FencingError as exc:  # the journal refused: another replica leads
             self._step_down(f"fenced: {exc}")
+
+    def _ensure_rules(self, snap: Snapshot) -> None:
+        if not self.rules or set(self.rules) != {b.vault_id for b in snap.books}:
+            self.rules = rules_by_vault(self.cfg, [b.vault_id for b in snap.books])
+
+    def _evaluate(self, snap: Snapshot) -> Evaluation:
+        """Oracle guard → priced snapshot (medians) → decide → which refused assets block the plan. No writes."""
+        verdicts = oracle_check(snap, self.oracle_rules, self.oracle_default)
+        refused = frozenset(s for s, v in verdicts.items() if not v.ok)
+        if snap.glp.aum_min == 0 or any("non_positive" in verdicts[s].reasons for s in refused):
+            return Evaluation(snap, verdicts, refused, None)
+        self._ensure_rules(snap)
+        marked = priced(snap, verdicts)
+        decision = decide(marked, self.rules, marked.memory)
+        plan = decision.plan
+        if plan is None or not refused:
+            return Evaluation(marked, verdicts, refused, decision)
+        touched = {
+            s for vp in plan.vaults for i, s in enumerate(plan.assets) if vp.debt[i] or vp.collateral[i] or vp.cash[i]
+        }
+        glp_dependent = plan.harvest or any(vp.glp or any(vp.debt) for vp in plan.vaults)
+        return Evaluation(marked, verdicts, refused, decision,
+                          frozenset(blocking(refused, touched, glp_dependent=glp_dependent)))
 
     def _rebalance_in_flight(self) -> bool:
         """A rebalance (vaults or LYF) signed but not yet mined: the next one waits for it."""
@@ -433,6 +568,7 @@ class KeeperApp:
         return False
 
     def build_order(self, snap: Snapshot, plan: Plan) -> NetPlan:
+        self._ensure_rules(snap)
         changes = plan_changes(plan, snap, self.rules)
         process = [vp.vault_id for vp in plan.vaults if vp.process]
         return net_changes(
@@ -508,24 +644,26 @@ class KeeperApp:
             expected_event=ExpectedEvent(self._rebalanced_topic, to),
             urgency="high" if any("health factor" in r for r in plan.reasons) else "normal",
         )
-        record = self.pipeline.submit(intent, head=block)
-        self._submitted.append(snap.block_timestamp)
         pending = {
             "plan": plan_to_json_dict(plan),
             "memory_after": _memory_json(decision.memory_after_execution),
             "block": snap.block_number,
+            "submitted_at": snap.block_timestamp,
         }
-        self.store.put_state(f"{PENDING}:{record.id}", json.dumps(pending, sort_keys=True))
+        with self._journal_section():  # the intent and its pending entry: both or (after a crash) reconciled
+            record = self.pipeline.submit(intent, head=block)
+            self._submitted.append(snap.block_timestamp)
+            self.store.put_state(f"{PENDING}:{record.id}", json.dumps(pending, sort_keys=True))
         for name, _count in _fired(decision):  # one count per rebalance and trigger kind
             self.metrics.triggers.labels(trigger=name).inc()
-        _log.info(
-            "rebalance submitted",
-            fired=[r.reason() for r in decision.triggers if r.fired][:8],
-            intent_id=record.id,
-            vaults=[vp.vault_id for vp in plan.vaults],
-            reasons=list(plan.reasons)[:6],
-            notional_usd=notional,
-        )
+        with log.bound(intent_id=record.id):
+            _log.info(
+                "rebalance submitted",
+                fired=[r.reason() for r in decision.triggers if r.fired][:8],
+                vaults=[vp.vault_id for vp in plan.vaults],
+                reasons=list(plan.reasons)[:6],
+                notional_usd=notional,
+            )
 
     def _dry_run(self, to: str, data: bytes, block: int) -> bool:
         w3 = self.endpoints.w3()
@@ -536,11 +674,33 @@ class KeeperApp:
         return ok
 
     # --- in flight -----------------------------------------------------------------------------------------------
+    @contextmanager
+    def _journal_section(self) -> Iterator[None]:
+        """Marks journal writes that belong together: a forced exit (shutdown bound) inside one exits 1."""
+        with self._sections_lock:
+            self._sections += 1
+        try:
+            yield
+        finally:
+            with self._sections_lock:
+                self._sections -= 1
+
+    def journal_safe(self) -> bool:
+        """No journal section is open (every write of the journal is its own transaction besides)."""
+        with self._sections_lock:
+            return self._sections == 0
+
     def on_in_flight(self, head: int) -> None:
         if self.pipeline is None:
             return
         if not self._leading():
             return
+        with log.bound(block=head), self._journal_section():
+            self._in_flight(head)
+
+    def _in_flight(self, head: int) -> None:
+        self._in_flight_head = head
+        self._replanned = None  # still-wanted answers hold for one pipeline tick
         try:
             if self._reconcile_due:  # just became the leader: align the shared journal with the chain first
                 plan = self.pipeline.reconcile()
@@ -554,11 +714,41 @@ class KeeperApp:
             _log.warning("pipeline tick failed", error=str(exc))
             return
         self.metrics.pending_txs.set(len(in_flight))
+        self._export_oldest_pending(in_flight, head)
         if not in_flight:
             self.metrics.fee_cap_waiting.set(0)
         self._account(head)
         if self.lyf is not None:
             self.lyf.account(head)
+
+    def _export_oldest_pending(self, in_flight: list[IntentRecord], head: int) -> None:
+        """keeper_oldest_pending_transaction_age_seconds: chain time since the oldest broadcast-but-unmined
+        intent was first sent (its first attempt's block), 0 when none. Chain time, so a restart keeps it."""
+        sent = [
+            a.first_sent_block
+            for r in in_flight
+            if r.state in (State.SIGNED, State.BROADCAST)
+            for a in self.store.attempts(r.id)
+            if a.first_sent_block is not None
+        ]
+        if not sent:
+            self.metrics.oldest_pending.set(0)
+            return
+        try:
+            age = self._block_time(head) - self._block_time(min(sent))
+        except Exception as exc:  # a metric only: the next in-flight tick retries
+            _log.debug("pending age: block time unavailable", error=f"{exc.__class__.__name__}: {exc}"[:200])
+            return
+        self.metrics.oldest_pending.set(max(age, 0))
+
+    def _block_time(self, number: int) -> int:
+        cached = self._block_times.get(number)
+        if cached is None:
+            cached = int(self.endpoints.w3().eth.get_block(number)["timestamp"])
+            if len(self._block_times) > 256:
+                self._block_times.clear()
+            self._block_times[number] = cached
+        return cached
 
     def _account(self, head: int) -> None:
         """Account every finished rebalance once: attribution record, fee ledger, memory, metrics.
@@ -567,73 +757,90 @@ class KeeperApp:
         applied) and the intent is marked accounted last, so a crash in between repeats nothing twice.
         """
         for record, pending_text in unaccounted(self.store, self._keeper_address(), PENDING, ACCOUNTED):
-            if record.outcome != "success":
-                self.metrics.rebalances.labels(result=record.outcome or record.state.value).inc()
-                _log.warning(
-                    "rebalance did not take effect",
-                    intent_id=record.id,
-                    state=record.state.value,
-                    outcome=record.outcome,
-                    error=record.error,
-                )
-                self.store.put_state(f"{ACCOUNTED}:{record.id}", record.state.value)
-                continue
-            pending = json.loads(pending_text)
-            try:
-                attribution, snap = self._attribute(record, pending)
-            except Exception as exc:  # accounting must never stop the keeper; the log says what is missing
-                _log.error("attribution failed", intent_id=record.id, error=f"{exc.__class__.__name__}: {exc}")
-                attribution, snap = None, None
-            if attribution is not None and snap is not None:
-                self.store.add_record(
-                    ATTRIBUTION,
-                    f"{attribution.rebalance_id:010d}",
-                    json.dumps(attribution.to_json_dict(), sort_keys=True),
-                )
-                self._charge_ledger(snap, attribution)
-                for cost in attribution.vaults:
-                    self.metrics.gas_spent.labels(vault=str(cost.vault_id)).inc(cost.gas_wei)
-                    for asset, fee in enumerate(cost.fee_tokens):
-                        if fee:
-                            symbol = pending["plan"]["assets"][asset]
-                            self.metrics.fees_paid.labels(vault=str(cost.vault_id), asset=symbol).inc(fee)
-            self.save_memory(memory_from_json_dict(pending["memory_after"]))
-            self.metrics.rebalances.labels(result="success").inc()
-            self.store.put_state(f"{ACCOUNTED}:{record.id}", "success")
+            with log.bound(intent_id=record.id):
+                self._account_one(record, json.loads(pending_text))
+
+    def _account_one(self, record: IntentRecord, pending: Mapping[str, Any]) -> None:
+        if record.outcome != "success":
+            result = record.outcome or record.state.value
+            self.metrics.rebalances.labels(result=result).inc()
+            self._count_failed_gas(record, result)
+            _log.warning(
+                "rebalance did not take effect",
+                state=record.state.value,
+                outcome=record.outcome,
+                error=record.error,
+            )
+            self.store.put_state(f"{ACCOUNTED}:{record.id}", record.state.value)
+            return
+        try:
+            attribution, snap, mined_block = self._attribute(record, pending)
+        except Exception as exc:  # accounting must never stop the keeper; the log says what is missing
+            _log.error("attribution failed", error=f"{exc.__class__.__name__}: {exc}")
+            attribution, snap, mined_block = None, None, None
+        if attribution is not None and snap is not None and mined_block is not None:
+            self.store.add_record(
+                ATTRIBUTION,
+                f"{attribution.rebalance_id:010d}",
+                json.dumps(attribution.to_json_dict(), sort_keys=True),
+            )
+            self._charge_ledger(snap, attribution, mined_block)
+            for cost in attribution.vaults:
+                self.metrics.gas_spent.labels(vault=str(cost.vault_id)).inc(cost.gas_wei)
+                for asset, fee in enumerate(cost.fee_tokens):
+                    if fee:
+                        symbol = pending["plan"]["assets"][asset]
+                        self.metrics.fees_paid.labels(vault=str(cost.vault_id), asset=symbol).inc(fee)
+        self.save_memory(memory_from_json_dict(pending["memory_after"]))
+        self.metrics.rebalances.labels(result="success").inc()
+        self.store.put_state(f"{ACCOUNTED}:{record.id}", "success")
+
+    def _count_failed_gas(self, record: IntentRecord, result: str) -> None:
+        """Gas paid by a mined transaction that did not take effect (reverted, cancelled, no event)."""
+        if record.mined_tx_hash is None:
+            return
+        try:
+            receipt = self.endpoints.w3().eth.get_transaction_receipt(record.mined_tx_hash)  # type: ignore[arg-type]
+            wei = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+        except Exception as exc:  # a metric only
+            _log.warning("receipt unavailable; gas of a failed rebalance not counted",
+                         error=f"{exc.__class__.__name__}: {exc}"[:200])
+            return
+        self.metrics.failed_gas.labels(result=result).inc(wei)
 
     def load_ledger(self) -> Ledger:
-        text = self.store.get_state(LEDGER_KEY)
-        return Ledger() if text is None else ledger_from_json_dict(json.loads(text)["ledger"])
+        return self.fees.load()
 
-    def _charge_ledger(self, snap: Snapshot, attribution: AttributionRecord) -> None:
-        """The fee ledger (pool "account", holders = vaults, positions = equity in micro-USD at the plan's
-        snapshot): the rebalance's whole cost (fees + gas, micro-USD, rounded down) is borne by what was
-        held at that rebalance. Applied once per rebalance id; survives restarts in the journal."""
-        text = self.store.get_state(LEDGER_KEY)
-        applied = -1 if text is None else int(json.loads(text)["last_rebalance_id"])
-        if attribution.rebalance_id <= applied:
+    def _charge_ledger(self, snap: Snapshot, attribution: AttributionRecord, mined_block: int) -> None:
+        """The fee ledger within each vault (keeper.account.fees): the vault's own attributed fee + gas
+        (micro-USD, rounded down) borne by its depositors' positions just before the rebalance was mined.
+        Applied once per rebalance id; charges and the ledger survive restarts in the journal."""
+        if attribution.rebalance_id <= self.fees.last_rebalance_id():
             return
-        ledger = self.load_ledger()
-        pool = ledger.pool(LEDGER_POOL)
-        for book in snap.books:
-            holder = pool.holder(str(book.vault_id))
-            target = book.equity_usd // MICRO_USD
-            ledger, _ = change_position(
-                ledger, LEDGER_POOL, str(book.vault_id), target - (holder.position if holder else 0)
-            )
+        vaults = [v.vault_id for v in attribution.vaults]
+        try:
+            positions = self.fees.positions(self.endpoints.w3(), vaults, max(mined_block - 1, 0))
+        except Exception as exc:  # the vault bears its own cost this time (the ledger still conserves it)
+            _log.warning("depositor positions unreadable; each vault is its own holder for this rebalance",
+                         error=f"{exc.__class__.__name__}: {exc}"[:300])
+            positions = {}
         eth = next((a for a in snap.assets if a.symbol == "WETH"), None)
-        gas_usd30 = attribution.gas_wei * feed_price_usd30(eth) // 10**18 if eth is not None else 0
-        cost = (sum(v.fee_usd30 for v in attribution.vaults) + gas_usd30) // MICRO_USD
-        if ledger.pool(LEDGER_POOL).total_position > 0:
-            ledger, _ = record_rebalance(ledger, LEDGER_POOL, cost)
-        document = {"last_rebalance_id": attribution.rebalance_id, "ledger": ledger_to_json_dict(ledger)}
-        self.store.put_state(LEDGER_KEY, json.dumps(document, sort_keys=True))
+        self.fees.charge(attribution, feed_price_usd30(eth) if eth is not None else 0, positions)
+        self._export_fee_ledger()
 
-    def _attribute(self, record: IntentRecord, pending: Mapping[str, Any]) -> tuple[AttributionRecord, Snapshot]:
+    def _export_fee_ledger(self) -> None:
+        for vault_id, (cost, charged) in self.fees.totals().items():
+            self.metrics.fee_ledger_cost.labels(vault=str(vault_id)).set(cost / 10**6)
+            self.metrics.fee_ledger_charged.labels(vault=str(vault_id)).set(charged / 10**6)
+
+    def _attribute(
+        self, record: IntentRecord, pending: Mapping[str, Any]
+    ) -> tuple[AttributionRecord, Snapshot, int]:
         w3 = self.endpoints.w3()
         assert record.mined_tx_hash is not None
         receipt = w3.eth.get_transaction_receipt(record.mined_tx_hash)  # type: ignore[arg-type]
-        snap = replace(self.read(int(pending["block"])), memory=Memory())
+        raw = replace(self.read(int(pending["block"])), memory=Memory())
+        snap = priced(raw, oracle_check(raw, self.oracle_rules, self.oracle_default))  # the marks it was netted at
         plan = plan_from_json_dict(pending["plan"])
         net = self.build_order(snap, plan)
         contract = w3.eth.contract(address=Web3.to_checksum_address(self.addresses.vault_manager), abi=self._vm_abi)
@@ -653,10 +860,12 @@ class KeeperApp:
             legs=legs, gas_used=int(receipt["gasUsed"]), effective_gas_price=int(receipt["effectiveGasPrice"])
         )
         rebalance_id = int(rebalanced[0]["args"]["rebalanceId"]) if rebalanced else record.id
-        mined_at = int(w3.eth.get_block(int(receipt["blockNumber"]))["timestamp"])
+        mined_block = int(receipt["blockNumber"])
+        mined_at = int(w3.eth.get_block(mined_block)["timestamp"])
         for vp in plan.vaults:
+            self._last_success[vp.vault_id] = mined_at
             self.metrics.last_rebalance.labels(vault=str(vp.vault_id)).set(mined_at)
-        return attribute(net, execution, rebalance_id), snap
+        return attribute(net, execution, rebalance_id), snap, mined_block
 
     # --- exports -------------------------------------------------------------------------------------------------
     def _export_snapshot(self, snap: Snapshot) -> None:
@@ -665,13 +874,21 @@ class KeeperApp:
         hf = snap.lending.health_factor
         m.health_factor.set(float(hf) / 1e18 if hf < 2**255 else float("inf"))  # display gauge only
         for book in snap.books:
-            m.vault_equity.labels(vault=str(book.vault_id)).set(book.equity_usd / USD30)
-        if snap.keeper_balance_wei < self.cfg.safety.min_signer_balance_wei:
-            _log.warning(
-                "signer balance below minimum",
-                balance_wei=snap.keeper_balance_wei,
-                minimum_wei=self.cfg.safety.min_signer_balance_wei,
-            )
+            vault = str(book.vault_id)
+            m.vault_equity.labels(vault=vault).set(book.equity_usd / USD30)
+            # seeded from chain every tick (a restart keeps it): every recurring cycle rebalances every vault
+            last = max(snap.manager.last_cycle_at, self._last_success.get(book.vault_id, 0))
+            m.last_rebalance.labels(vault=vault).set(last)
+            rules = self.rules.get(book.vault_id)
+            if rules is not None:
+                m.rebalance_deadline.labels(vault=vault).set(rules.cycle_seconds)
+        minimum = self.cfg.safety.min_signer_balance_wei
+        change = self._signer_low.update(snap.keeper_balance_wei < minimum)
+        if change in ("raised", "again"):
+            _log.warning("signer balance below minimum", balance_wei=snap.keeper_balance_wei, minimum_wei=minimum,
+                         first=change == "raised")
+        elif change == "cleared":
+            _log.info("signer balance back above minimum", balance_wei=snap.keeper_balance_wei, minimum_wei=minimum)
 
     def _export_oracle(self, verdicts: Mapping[str, Verdict]) -> set[str]:
         refused = set()
@@ -705,8 +922,10 @@ class KeeperApp:
                 m.hedge_pnl.labels(vault=parts[1]).set(value / 10_000 if in_bps else value)
         for h in decision.halts:
             parts = h.scope.split(":")
-            halted.add(parts[1] if parts[0] == "vault" and len(parts) > 1 else "all")
-            _log.warning("halt: no trade", scope=h.scope, reason=h.reason(), detail=h.detail)
+            vault = parts[1] if parts[0] == "vault" and len(parts) > 1 else None
+            halted.add(vault or "all")
+            with log.bound(**({"vault": vault} if vault is not None else {})):
+                _log.warning("halt: no trade", scope=h.scope, reason=h.reason(), detail=h.detail)
         for vault_id in self.rules:
             m.halted.labels(vault=str(vault_id)).set(1 if {str(vault_id), "all"} & halted else 0)
 
@@ -791,23 +1010,81 @@ class KeeperApp:
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
+        """Endpoints, signer, pipeline, leadership, reconcile, the rate-limit window. Each step first checks
+        the stop flag: a SIGTERM during start-up skips the rest."""
         self.endpoints.verify(self.cfg.chain.chain_id)
+        if self._stop.is_set():
+            return
         self.signer = self._signer()
         self.health.set_check("signer", True, "dry run" if self.signer is None else "ready")
         if self.signer is not None:
             self.pipeline = self._pipeline()
         self._refresh_leadership()
+        self._export_fee_ledger()
+        if self._stop.is_set():
+            return
         if self.pipeline is not None and self._leading():
             try:
-                plan = self.pipeline.reconcile()
+                with self._journal_section():
+                    plan = self.pipeline.reconcile()
                 self._reconcile_due = False
                 _log.info("journal reconciled with the chain", plan=str(plan)[:300])
             except FencingError as exc:
                 self._step_down(f"fenced: {exc}")
             except KeeperError as exc:  # the first in-flight tick retries
                 _log.warning("reconcile failed; retrying on the next tick", error=str(exc)[:300])
+        self._rebuild_rate_window()
+
+    def _rebuild_rate_window(self) -> None:
+        """The rate limit's window from the journal: the chain times of the latest submissions (vault and LYF
+        rebalances; only the last `max_rebalances_per_hour` can matter), so a restart does not reset it."""
+        limit = self.cfg.safety.max_rebalances_per_hour
+        records = [
+            r
+            for r in self.store.all_intents(self._keeper_address())
+            if r.created_block is not None
+            and (self.store.get_state(f"{PENDING}:{r.id}") or self.store.get_state(f"{LYF_PENDING}:{r.id}"))
+        ]
+        times: list[int] = []
+        for r in sorted(records, key=lambda r: r.id)[-limit:]:
+            text = self.store.get_state(f"{PENDING}:{r.id}") or "{}"
+            at = json.loads(text).get("submitted_at")
+            if not isinstance(at, int):
+                try:
+                    assert r.created_block is not None
+                    at = self._block_time(r.created_block)
+                except Exception as exc:
+                    _log.warning("rate limit: submission time unreadable; not counted", intent_id=r.id,
+                                 error=f"{exc.__class__.__name__}: {exc}"[:200])
+                    continue
+            times.append(at)
+        self._submitted = sorted(times)
+        if times:
+            _log.info("rate limit window rebuilt from the journal", submissions=len(times), latest_at=times[-1])
+
+    def close(self) -> None:
+        """Release what `start()` took: lease renewal, probe, lease, journal (the HTTP server is `run()`'s)."""
+        if self._renewer is not None:
+            self._renewer.stop()
+        self.endpoints.stop_probe()
+        try:
+            self.lease.release()
+        except Exception as exc:
+            _log.warning("lease release failed", error=str(exc))
+        self.store.close()
 
     def run(self) -> int:
+        """Serve, start, schedule until SIGTERM/SIGINT; the exit code (0: clean, 1: the grace period ran out)."""
+        s = self.cfg.schedule
+        # first thing: a signal during start-up (endpoint checks, reconcile) must not kill the process
+        shutdown = Shutdown(s.grace_seconds, stop=self._stop, safe=self.journal_safe)
+        shutdown.install()
+        try:
+            return self._run(shutdown)
+        finally:
+            shutdown.restore()
+
+    def _run(self, shutdown: Shutdown) -> int:
         s = self.cfg.schedule
         try:
             server = serve(self.metrics.registry, self.health, self.cfg.metrics.host, self.cfg.metrics.port)
@@ -820,9 +1097,13 @@ class KeeperApp:
             metrics=f"http://{self.cfg.metrics.host}:{server.server_address[1]}",
             dry_run=self.cfg.safety.dry_run,
             holder=self.holder,
+            shutdown_bound_seconds=shutdown.bound_seconds,
         )
         try:
             self.start()
+            if self._stop.is_set():
+                _log.info("stop requested during start-up; not scheduling")
+                return 0
             lease_seconds = self.lease.ttl_seconds if isinstance(self.lease, PostgresLease) else None
             self._renewer = Renewer(self._refresh_leadership, renew_interval(lease_seconds, s.poll_seconds))
             self._renewer.start()
@@ -836,21 +1117,34 @@ class KeeperApp:
                 timing=Timing(
                     poll_seconds=s.poll_seconds, in_flight_seconds=s.in_flight_seconds, grace_seconds=s.grace_seconds
                 ),
+                stop=self._stop,
             )
-            clean = daemon.run_until_signal()
-            return 0 if clean else 1
+            clean = daemon.run_until_stopped()
+            if not clean:
+                _log.warning("grace period ran out with a job still running", journal_safe=self.journal_safe())
+            return 0 if clean or self.journal_safe() else 1
         finally:
-            if self._renewer is not None:
-                self._renewer.stop()
-            self.endpoints.stop_probe()
-            try:
-                self.lease.release()
-            except Exception as exc:
-                _log.warning("lease release failed", error=str(exc))
+            self.close()
             server.shutdown()
             server.server_close()
-            self.store.close()
             _log.info("keeper stopped")
+
+
+PersistHook = Callable[[str, IntentRecord], None]
+
+
+def _chained(hooks: list[PersistHook]) -> PersistHook | None:
+    """One on_persist callback calling each hook in order (None when there are none)."""
+    if not hooks:
+        return None
+    if len(hooks) == 1:
+        return hooks[0]
+
+    def each(checkpoint: str, record: IntentRecord) -> None:
+        for hook in hooks:
+            hook(checkpoint, record)
+
+    return each
 
 
 def _memory_json(memory: Memory) -> dict[str, Any]:

@@ -32,7 +32,8 @@ class Metrics:
         self.tick_overruns = Counter("keeper_tick_overruns_total", "Ticks that overran their interval.", registry=r)
         self.polls_skipped = Counter("keeper_scheduler_skipped_runs_total", "Scheduled runs skipped because the "
                                      "previous run of the job was still going (one worker).", ["job"], registry=r)
-        self.heartbeat = Gauge("keeper_heartbeat_timestamp_seconds", "Last head-watcher heartbeat.", registry=r)
+        self.heartbeat = Gauge("keeper_heartbeat_timestamp_seconds", "Wall time of the last head-watcher run "
+                               "(set on every run, also when the head read fails).", registry=r)
         self.head_block = Gauge("keeper_head_block", "Latest block number seen.", registry=r)
         self.triggers = Counter("keeper_triggers_fired_total", "Triggers fired, by kind.", ["trigger"], registry=r)
         self.rebalances = Counter(
@@ -40,7 +41,14 @@ class Metrics:
         )
         self.last_rebalance = Gauge(
             "keeper_last_successful_rebalance_timestamp_seconds",
-            "Chain time of the vault's last successful rebalance.",
+            "Chain time of the vault's last successful rebalance: at least the VaultManager's lastCycleAt "
+            "(every recurring cycle rebalances every vault), seeded from chain every tick.",
+            ["vault"],
+            registry=r,
+        )
+        self.rebalance_deadline = Gauge(
+            "keeper_rebalance_deadline_seconds",
+            "The vault's recurring-cycle interval (rules.cycle_seconds): overdue when time() - last > deadline.",
             ["vault"],
             registry=r,
         )
@@ -67,10 +75,26 @@ class Metrics:
         )
         self.pending_txs = Gauge("keeper_pending_transactions", "Transactions sent and not yet mined.", registry=r)
         self.oldest_pending = Gauge(
-            "keeper_oldest_pending_transaction_age_seconds", "Age of the oldest pending transaction.", registry=r
+            "keeper_oldest_pending_transaction_age_seconds",
+            "Chain time since the oldest broadcast-but-unmined intent was first sent (0 when none).",
+            registry=r,
         )
         self.gas_spent = Counter(
             "keeper_gas_spent_wei_total", "Gas cost attributed per vault, wei.", ["vault"], registry=r
+        )
+        self.failed_gas = Counter(
+            "keeper_failed_transaction_gas_wei_total",
+            "Gas paid by mined rebalance transactions that did not take effect, wei.",
+            ["result"],
+            registry=r,
+        )
+        self.fee_ledger_cost = Gauge(
+            "keeper_fee_ledger_cost_usd", "Total rebalance cost recorded in the vault's fee ledger, USD.",
+            ["vault"], registry=r,
+        )
+        self.fee_ledger_charged = Gauge(
+            "keeper_fee_ledger_charged_usd", "Cost charged to the vault's holders at their settlements, USD.",
+            ["vault"], registry=r,
         )
         self.fees_paid = Counter(
             "keeper_fees_paid_total",
@@ -81,8 +105,10 @@ class Metrics:
         self.fee_cap_waits = Counter("keeper_fee_cap_waits_total", "Times a send waited at the fee cap.", registry=r)
         self.fee_cap_waiting = Gauge("keeper_fee_cap_waiting", "1 while an intent waits for fees to fall.", registry=r)
         self.signer_balance = Gauge("keeper_signer_balance_wei", "Signer account balance, wei.", registry=r)
-        self.rpc_requests = Counter("keeper_rpc_requests_total", "RPC requests.", ["endpoint"], registry=r)
-        self.rpc_errors = Counter("keeper_rpc_errors_total", "RPC errors.", ["endpoint"], registry=r)
+        self.rpc_requests = Counter("keeper_rpc_requests_total", "RPC requests (read and send paths).", ["endpoint"],
+                                    registry=r)
+        self.rpc_errors = Counter("keeper_rpc_errors_total", "RPC errors (read and send paths).", ["endpoint"],
+                                  registry=r)
         self.lyf_leverage = Gauge("keeper_lyf_leverage_ratio", "LYF position leverage (assets / equity).",
                                   ["position"], registry=r)
         self.lyf_delta_ratio = Gauge("keeper_lyf_delta_ratio", "LYF (LP volatile - volatile debt) / volatile debt.",

@@ -39,16 +39,28 @@ def get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of exactly `name` whose labels include `labels`."""
-    total = 0.0
+def samples(text: str, name: str, **labels: str) -> list[float]:
+    """The values of exactly `name` whose labels include `labels`."""
+    out = []
     for line in text.splitlines():
         head, _, value = line.rpartition(" ")
         if line.startswith("#") or head.split("{", 1)[0] != name:
             continue
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
-            total += float(value)
-    return total
+            out.append(float(value))
+    return out
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of exactly `name` whose labels include `labels`."""
+    return sum(samples(text, name, **labels))
+
+
+def one(text: str, name: str, **labels: str) -> float:
+    """The single sample of `name` with `labels`: it must be exported (an absent series silences its alert)."""
+    found = samples(text, name, **labels)
+    assert len(found) == 1, (name, labels, found)
+    return found[0]
 
 
 @pytest.fixture
@@ -165,7 +177,21 @@ def test_daemon_rebalances_on_every_trigger_and_stops_cleanly(
         assert metric(text, "keeper_triggers_fired_total", trigger=trigger) >= 1, trigger
     assert metric(text, "keeper_rebalances_total", result="success") >= 5
     assert metric(text, "keeper_gas_spent_wei_total") > 0
-    assert metric(text, "keeper_leader") == 1 and metric(text, "keeper_ready") >= 0
+    assert one(text, "keeper_leader") == 1 and one(text, "keeper_ready") == 1
+    # the series the alert rules read, with sane values
+    assert one(text, "keeper_oldest_pending_transaction_age_seconds") == 0  # quiet: nothing pending
+    assert one(text, "keeper_pending_transactions") == 0
+    assert abs(one(text, "keeper_heartbeat_timestamp_seconds") - time.time()) < 60
+    last_cycle = vm.functions.lastCycleAt().call()
+    for vault in ("0", "1", "2"):
+        assert one(text, "keeper_last_successful_rebalance_timestamp_seconds", vault=vault) >= last_cycle
+        assert one(text, "keeper_rebalance_deadline_seconds", vault=vault) == 48 * HOUR
+    for asset in ("USDC", "WETH", "WBTC"):
+        assert one(text, "keeper_oracle_guard_tripped", asset=asset) == 0  # fresh, agreeing feeds
+    assert one(text, "keeper_rpc_requests_total", endpoint="rpc0") > 0
+    assert one(text, "keeper_signer_balance_wei") > 0
+    for vault in ("0", "1", "2"):
+        assert one(text, "keeper_fee_ledger_cost_usd", vault=vault) > 0
 
     daemon["proc"].send_signal(signal.SIGTERM)
     assert daemon["proc"].wait(timeout=20) == 0
@@ -180,8 +206,12 @@ def test_daemon_rebalances_on_every_trigger_and_stops_cleanly(
     assert len(accounted["rebalances"]) >= 5
     for record in accounted["rebalances"]:  # shares sum exactly to what was paid
         assert sum(v["gas_wei"] for v in record["vaults"]) + record.get("unattributed_gas_wei", 0) == record["gas_wei"]
-    pool = accounted["ledger"]["ledger"]["pools"][0]
-    assert int(pool["total_cost"]) > 0
-    charged = sum(int(h["charged"]) for h in pool["holders"])
-    assert charged <= int(pool["total_cost"])  # never overcharged; the rest is carried, not lost
+    pools = {p["pool_id"]: p for p in accounted["ledger"]["ledger"]["pools"]}
+    assert set(pools) == {"vault:0", "vault:1", "vault:2"}  # one fee ledger per vault, depositors as holders
+    for name, pool in pools.items():
+        assert int(pool["total_cost"]) > 0
+        charged = sum(int(h["charged"]) for h in pool["holders"])
+        assert charged <= int(pool["total_cost"])  # never overcharged; the rest is carried, not lost
+        owed = accounted["ledger"]["statement"][name]
+        assert sum(x["charged"] + x["owed"] for x in owed.values()) == int(pool["total_cost"])
     assert "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"[2:] not in log  # the signer key
