@@ -479,6 +479,11 @@ class KeeperApp:
     def _tick(self, block: int) -> None:
         # leadership is refreshed by its own thread (Renewer), not here: a block-less chain or a slow tick must
         # neither let the lease lapse nor delay a takeover
+        # read and export even while paused: balance, health factor and the alert series stay current
+        snap = replace(self.read(block), memory=self.load_memory())
+        self._last_snapshot = snap
+        self._ensure_rules(snap)
+        self._export_snapshot(snap)
         pause = self.switches.paused()
         self.metrics.paused.set(1 if pause else 0)
         if pause:
@@ -487,10 +492,6 @@ class KeeperApp:
             self._last_pause = pause
             return
         self._last_pause = None
-        snap = replace(self.read(block), memory=self.load_memory())
-        self._last_snapshot = snap
-        self._ensure_rules(snap)
-        self._export_snapshot(snap)
         ev = self._evaluate(snap)
         self._export_oracle(ev.verdicts)
         if ev.decision is None:

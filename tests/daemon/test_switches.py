@@ -63,6 +63,9 @@ def test_pause_file_stops_new_decisions(anvil: Any, w3: Any, deployment: Any, ch
     app.on_block(w3.eth.block_number)
     assert sample(app, "keeper_paused") == 1
     assert app.store.get_state(MEMORY_KEY) is None  # no decision was taken
+    # still read and exported while paused: the overdue-rebalance alert and the balance stay live
+    assert sample(app, "keeper_rebalance_deadline_seconds", vault="0") > 0
+    assert sample(app, "keeper_signer_balance_wei") > 0
     assert app.store.all_intents(deployment.keeper) == []
     app.switches.pause_file.unlink()
     app.on_block(w3.eth.block_number)
