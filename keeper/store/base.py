@@ -48,7 +48,12 @@ class Store(Protocol):
         ...
 
     def add_attempt(self, intent_id: int, attempt: NewAttempt, expected: State, new: State) -> Attempt:
-        """Store a signed transaction and move the intent (e.g. simulated → signed) in one transaction."""
+        """Store a signed transaction and move the intent (e.g. simulated → signed) in one transaction.
+
+        Idempotent for identical bytes: a `tx_hash` already stored for this intent and nonce is not stored twice;
+        the intent is moved as asked and the existing attempt returned (a refused one becomes `signed` again, as
+        it is about to be re-sent). The same hash for another intent or nonce is a StaleStateError.
+        """
         ...
 
     def mark_attempt(

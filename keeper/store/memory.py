@@ -115,10 +115,19 @@ class MemoryStore:
     def add_attempt(self, intent_id: int, attempt: NewAttempt, expected: State, new: State) -> Attempt:
         check_transition(expected, new)
         record = self.get(intent_id)
+        existing = next((a for a in self._attempts.values() if a.tx_hash == attempt.tx_hash), None)
+        if existing is not None and (existing.intent_id != intent_id or existing.nonce != attempt.nonce):
+            raise StaleStateError(f"attempt {attempt.tx_hash} is already stored for another intent or nonce")
         if record.state != expected or record.nonce != attempt.nonce:
+            if existing is not None and (record.state, record.nonce) == (new, attempt.nonce):
+                return existing
             raise StaleStateError(f"intent {intent_id}: not in state {expected} at nonce {attempt.nonce}")
-        if any(a.tx_hash == attempt.tx_hash for a in self._attempts.values()):
-            raise StaleStateError(f"attempt {attempt.tx_hash} already stored")
+        self._intents[intent_id] = dataclasses.replace(record, state=new)
+        if existing is not None:
+            if existing.status is AttemptStatus.REJECTED:
+                existing = dataclasses.replace(existing, status=AttemptStatus.SIGNED)
+                self._attempts[existing.id] = existing
+            return existing
         seq = 1 + max((a.seq for a in self._attempts.values() if a.intent_id == intent_id), default=0)
         stored = Attempt(
             id=len(self._attempts) + 1,
@@ -133,9 +142,9 @@ class MemoryStore:
             priority_fee=attempt.priority_fee,
             gas_price=attempt.gas_price,
             status=AttemptStatus.SIGNED,
+            signed_block=attempt.signed_block,
         )
         self._attempts[stored.id] = stored
-        self._intents[intent_id] = dataclasses.replace(record, state=new)
         return stored
 
     def mark_attempt(

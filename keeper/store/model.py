@@ -4,9 +4,13 @@ planned ─► simulated ─► signed ─► broadcast ─► mined ─► conf
    │           │  ▲        │          ▲  │        │          │
    │           │  └────────┘ rejected │  │        └──────────┴──► broadcast   (reorg)
    │           │   before broadcast   │  │                   │
-   ▼           ▼   (nonce released)   │  ▼                   ├──► failed      (reverted / no event, final)
-failed / cancelled / replaced         │ failed (nonce lost)  └──► cancelled   (cancel tx won, final)
+   ▼           ▼   (nonce kept)       │  ▼                   ├──► failed      (reverted / no event, final)
+failed / cancelled                    │ failed (nonce lost)  └──► cancelled   (cancel tx won, final)
                                       └─ replacements stay in broadcast (new attempt, same nonce)
+
+"replaced" is an *attempt* status, not an intent state: an attempt superseded by a later attempt at the same
+nonce that a node accepted (or by the one that was mined) is recorded as replaced. An intent superseded by a
+re-plan is cancelled (`cancel_reason`), never "replaced".
 """
 
 from __future__ import annotations
@@ -32,25 +36,24 @@ class State(StrEnum):
     FINALIZED = "finalized"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    REPLACED = "replaced"
 
 
 class AttemptStatus(StrEnum):
     SIGNED = "signed"  # stored, not (known to be) broadcast
     BROADCAST = "broadcast"  # a node accepted it (or said "already known")
     REJECTED = "rejected"  # a node refused it definitively; never in a mempool
-    REPLACED = "replaced"  # superseded: another attempt at the same nonce was mined
+    REPLACED = "replaced"  # superseded: a later attempt at the same nonce was accepted, or another one was mined
     MINED = "mined"
 
 
-TERMINAL: frozenset[State] = frozenset({State.FINALIZED, State.FAILED, State.CANCELLED, State.REPLACED})
+TERMINAL: frozenset[State] = frozenset({State.FINALIZED, State.FAILED, State.CANCELLED})
 # States in which the journal holds a nonce that a transaction may use (or has used).
 ON_CHAIN: frozenset[State] = frozenset({State.BROADCAST, State.MINED, State.CONFIRMED})
 
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.PLANNED: frozenset({State.SIMULATED, State.FAILED, State.CANCELLED, State.REPLACED}),
-    State.SIMULATED: frozenset({State.SIMULATED, State.SIGNED, State.FAILED, State.CANCELLED, State.REPLACED}),
-    # signed → simulated: the node rejected the bytes before broadcast, the nonce is released
+    State.PLANNED: frozenset({State.SIMULATED, State.FAILED, State.CANCELLED}),
+    State.SIMULATED: frozenset({State.SIMULATED, State.SIGNED, State.FAILED, State.CANCELLED}),
+    # signed → simulated: the node refused the bytes as underpriced before any broadcast (nonce kept, re-priced)
     State.SIGNED: frozenset({State.BROADCAST, State.MINED, State.SIMULATED, State.FAILED}),
     # broadcast → simulated: our nonce was consumed by a transaction that is not ours (key used elsewhere)
     State.BROADCAST: frozenset({State.BROADCAST, State.MINED, State.SIMULATED, State.FAILED}),
@@ -59,7 +62,6 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.FINALIZED: frozenset(),
     State.FAILED: frozenset(),
     State.CANCELLED: frozenset(),
-    State.REPLACED: frozenset(),
 }
 
 
@@ -133,8 +135,9 @@ class Attempt:
     gas_price: int | None
     status: AttemptStatus
     route: str | None = None
-    first_sent_block: int | None = None
+    first_sent_block: int | None = None  # first block at which a node accepted it
     last_sent_block: int | None = None
+    signed_block: int | None = None  # head when it was signed (its first send try follows in the same tick)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class NewAttempt:
     max_fee: int | None
     priority_fee: int | None
     gas_price: int | None
+    signed_block: int | None = None
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE keeper_records (kind TEXT NOT NULL, record_key TEXT NOT NULL, value TEXT NOT NULL, "
         "PRIMARY KEY (kind, record_key))",
     ),
+    (
+        # the head at signing: the private send window counts from the first send try, not the first success
+        "ALTER TABLE attempts ADD COLUMN signed_block BIGINT",
+    ),
 )
 
 _INTENT_COLS = (
@@ -99,7 +103,7 @@ _INTENT_COLS = (
 )
 _ATTEMPT_COLS = (
     "id, intent_id, seq, kind, nonce, tx_hash, raw, gas_limit, max_fee, priority_fee, gas_price, status, route, "
-    "first_sent_block, last_sent_block"
+    "first_sent_block, last_sent_block, signed_block"
 )
 _NON_TERMINAL = tuple(s.value for s in State if s not in TERMINAL)
 
@@ -165,6 +169,7 @@ def _attempt_row(row: Sequence[Any]) -> Attempt:
         route=row[12],
         first_sent_block=_opt_int(row[13]),
         last_sent_block=_opt_int(row[14]),
+        signed_block=_opt_int(row[15]),
     )
 
 
@@ -324,19 +329,39 @@ class SqlStore:
         check_transition(expected, new)
         with self._tx() as cur:
             self._fence_intent(cur, intent_id)  # signed bytes are stored only by the current leader
+            found = self._run(
+                cur, f"SELECT {_ATTEMPT_COLS} FROM attempts WHERE tx_hash = ?", (attempt.tx_hash,)
+            ).fetchone()
+            existing = None if found is None else _attempt_row(found)
+            if existing is not None and (existing.intent_id != intent_id or existing.nonce != attempt.nonce):
+                raise StaleStateError(f"attempt {attempt.tx_hash} is already stored for another intent or nonce")
             moved = self._run(
                 cur,
                 "UPDATE intents SET state = ? WHERE id = ? AND state = ? AND nonce = ?",
                 (new.value, intent_id, expected.value, attempt.nonce),
             )
             if moved.rowcount != 1:
+                now = self._run(cur, "SELECT state, nonce FROM intents WHERE id = ?", (intent_id,)).fetchone()
+                replayed = now is not None and (now[0], _opt_int(now[1])) == (new.value, attempt.nonce)
+                if existing is not None and replayed:
+                    return existing  # the same bytes stored by an earlier call that already moved the intent
                 raise StaleStateError(f"intent {intent_id}: not in state {expected} at nonce {attempt.nonce}")
+            if existing is not None:  # identical bytes signed again (idempotent): one row, live again if refused
+                if existing.status is not AttemptStatus.REJECTED:
+                    return existing
+                row = self._run(
+                    cur,
+                    f"UPDATE attempts SET status = ? WHERE id = ? RETURNING {_ATTEMPT_COLS}",
+                    (AttemptStatus.SIGNED.value, existing.id),
+                ).fetchone()
+                return _attempt_row(row)
             seq_row = self._run(cur, "SELECT COALESCE(MAX(seq), 0) FROM attempts WHERE intent_id = ?", (intent_id,))
             seq = int(seq_row.fetchone()[0]) + 1
             row = self._run(
                 cur,
                 "INSERT INTO attempts (intent_id, seq, kind, nonce, tx_hash, raw, gas_limit, max_fee, priority_fee, "
-                f"gas_price, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_ATTEMPT_COLS}",
+                "gas_price, status, signed_block) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"RETURNING {_ATTEMPT_COLS}",
                 (
                     intent_id,
                     seq,
@@ -349,6 +374,7 @@ class SqlStore:
                     None if attempt.priority_fee is None else str(attempt.priority_fee),
                     None if attempt.gas_price is None else str(attempt.gas_price),
                     AttemptStatus.SIGNED.value,
+                    attempt.signed_block,
                 ),
             ).fetchone()
             return _attempt_row(row)

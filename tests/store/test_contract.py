@@ -1,6 +1,11 @@
-"""The journal contract, run on MemoryStore, SqliteStore and PostgresStore alike."""
+"""The journal contract, run on MemoryStore, SqliteStore and PostgresStore alike (plus SQLite specifics:
+WAL mode, migrating an older journal file)."""
 
 from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,7 @@ from keeper.store import (
     Intent,
     InvalidTransition,
     NewAttempt,
+    SqliteStore,
     StaleStateError,
     State,
     Store,
@@ -175,3 +181,79 @@ def test_state_documents_and_records_survive_reopen(store_factory: object) -> No
     assert again.get_state("memory") == '{"a": 2}'
     assert again.records("attribution") == [("000001", '{"gas": 5}'), ("000002", "{}")]
     assert again.records("other") == []
+
+
+def _signed_intent(store: Store, key: str = "k1") -> tuple[int, int]:
+    record, _ = store.submit(make_intent(key), SENDER)
+    store.transition(record.id, State.PLANNED, State.SIMULATED)
+    return record.id, store.reserve_nonce(record.id, SENDER, 0)
+
+
+def test_add_attempt_is_idempotent_for_identical_bytes(store: Store) -> None:
+    intent_id, nonce = _signed_intent(store)
+    first = store.add_attempt(intent_id, new_attempt(nonce, "0x" + "04" * 32), State.SIMULATED, State.SIGNED)
+    # replayed (e.g. after a crash between the write and its acknowledgement): same row, nothing new
+    again = store.add_attempt(intent_id, new_attempt(nonce, "0x" + "04" * 32), State.SIMULATED, State.SIGNED)
+    assert again == first and len(store.attempts(intent_id)) == 1
+    # refused, then the identical bytes signed again: one row, live again, the intent moved as asked
+    store.mark_attempt(first.id, AttemptStatus.REJECTED)
+    store.transition(intent_id, State.SIGNED, State.SIMULATED)
+    resigned = store.add_attempt(intent_id, new_attempt(nonce, "0x" + "04" * 32), State.SIMULATED, State.SIGNED)
+    assert resigned.id == first.id and resigned.status is AttemptStatus.SIGNED
+    assert store.get(intent_id).state is State.SIGNED and len(store.attempts(intent_id)) == 1
+    # the same hash for another intent is refused, nothing written
+    other_id, other_nonce = _signed_intent(store, "k2")
+    with pytest.raises(StaleStateError, match="another intent"):
+        store.add_attempt(other_id, new_attempt(other_nonce, "0x" + "04" * 32), State.SIMULATED, State.SIGNED)
+    assert store.get(other_id).state is State.SIMULATED and store.attempts(other_id) == []
+
+
+def test_attempts_keep_the_block_they_were_signed_at(store: Store) -> None:
+    intent_id, nonce = _signed_intent(store)
+    made = dataclasses.replace(new_attempt(nonce, "0x" + "05" * 32), signed_block=41)
+    stored = store.add_attempt(intent_id, made, State.SIMULATED, State.SIGNED)
+    assert stored.signed_block == 41 and store.attempts(intent_id)[0].signed_block == 41
+    assert stored.first_sent_block is None  # signed is not sent
+
+
+def test_sqlite_journal_is_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    store = SqliteStore(path)
+    try:
+        store.submit(make_intent(), SENDER)
+        assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        with sqlite3.connect(path) as other:  # WAL is a property of the file: every connection sees it
+            assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert (tmp_path / "journal.sqlite3-wal").exists()
+    finally:
+        store.close()
+
+
+def test_a_journal_at_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    """A version-2 journal (before attempts.signed_block) opens, migrates, and keeps its rows."""
+    path = tmp_path / "journal.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for steps in MIGRATIONS[:2]:
+            for step in steps:
+                conn.execute(step.replace("{pk}", "INTEGER PRIMARY KEY"))
+        conn.execute("INSERT INTO schema_version (version) VALUES (2)")
+        conn.execute(
+            "INSERT INTO intents (idempotency_key, sender, kind, to_address, data, value, urgency, state, nonce) "
+            "VALUES ('old', ?, 'call', ?, '0x', '1', 'normal', 'broadcast', 0)",
+            (SENDER, TO),
+        )
+        conn.execute(
+            "INSERT INTO attempts (intent_id, seq, kind, nonce, tx_hash, raw, gas_limit, max_fee, priority_fee, "
+            "status, first_sent_block) VALUES (1, 1, 'original', 0, ?, '0x02', 21000, '3', '1', 'broadcast', 9)",
+            ("0x" + "06" * 32,),
+        )
+    store = SqliteStore(path)
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        (attempt,) = store.attempts(1)
+        assert attempt.first_sent_block == 9 and attempt.signed_block is None
+        assert store.get_by_key("old") is not None
+    finally:
+        store.close()
