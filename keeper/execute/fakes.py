@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from eth_utils.crypto import keccak
 
@@ -31,26 +30,13 @@ class PoolTx:
 
 
 def decode_raw(raw: bytes) -> PoolTx:
-    from eth_account import Account
+    from keeper.execute.signer import decode_signed
 
-    sender = Account.recover_transaction(raw)
-    if raw[0] < 0x80:
-        from eth_account.typed_transactions.typed_transaction import TypedTransaction
-        from hexbytes import HexBytes
-
-        tx: dict[str, Any] = dict(TypedTransaction.from_bytes(HexBytes(raw)).as_dict())
-        fee_cap, priority = int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"])
-        to = "0x" + bytes(tx["to"]).hex() if not isinstance(tx["to"], str) else tx["to"]
-        nonce, value = int(tx["nonce"]), int(tx["value"])
-    else:
-        import rlp  # type: ignore[import-untyped]
-
-        fields = rlp.decode(raw)
-        nonce = int.from_bytes(fields[0], "big")
-        fee_cap = priority = int.from_bytes(fields[1], "big")
-        to = "0x" + bytes(fields[3]).hex()
-        value = int.from_bytes(fields[4], "big")
-    return PoolTx("0x" + keccak(raw).hex(), raw, sender.lower(), nonce, to.lower(), value, fee_cap, priority)
+    sender, tx = decode_signed(raw)
+    fee_cap = int(tx.get("maxFeePerGas", tx.get("gasPrice", 0)))
+    priority = int(tx.get("maxPriorityFeePerGas", tx.get("gasPrice", 0)))
+    to = str(tx["to"]).lower()
+    return PoolTx("0x" + keccak(raw).hex(), raw, sender.lower(), tx["nonce"], to, tx["value"], fee_cap, priority)
 
 
 @dataclass

@@ -165,8 +165,10 @@ def _quantity(value: int) -> str:
 
 
 class RemoteSigner:
-    """eth_signTransaction over JSON-RPC. The answer is verified: it must be a transaction signed by
-    `address` with the nonce we asked for, else SubmissionError(give_up)."""
+    """eth_signTransaction over JSON-RPC. The answer is verified before anything can broadcast it: it must be a
+    transaction signed by `address` whose every field (type, chainId, nonce, gas, to, value, data, the fee fields,
+    an empty access list) is the one we asked for, else SubmissionError(give_up) naming the differing fields. A
+    signer that rewrites a field (a compromised or buggy proxy) therefore never gets its transaction sent."""
 
     def __init__(self, url: str, address: str, *, timeout: float = 10.0) -> None:
         from eth_utils.address import to_checksum_address
@@ -181,9 +183,6 @@ class RemoteSigner:
         return self._address
 
     def sign(self, tx: dict[str, Any]) -> SignedTx:
-        from eth_account import Account
-        from eth_account.typed_transactions.typed_transaction import TypedTransaction
-        from hexbytes import HexBytes
 
         from keeper.execute.chain import RpcError, TransportError
 
@@ -212,24 +211,91 @@ class RemoteSigner:
         raw_hex = answer.get("raw") if isinstance(answer, dict) else answer
         if not isinstance(raw_hex, str) or not raw_hex.startswith("0x"):
             raise SubmissionError("remote signer: malformed answer", "give_up")
-        raw = bytes.fromhex(raw_hex[2:])
-        try:
-            signer = Account.recover_transaction(raw)
-            nonce = (
-                TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["nonce"] if raw[0] < 0x80 else _legacy_nonce(raw)
+        raw = _quietly(lambda: bytes.fromhex(raw_hex[2:]))
+        if not raw:
+            raise SubmissionError("remote signer: malformed answer", "give_up")
+        decoded = _quietly(lambda: decode_signed(raw))
+        if decoded is None:
+            raise SubmissionError("remote signer: answer is not a signed transaction", "give_up")
+        signer, fields = decoded
+        if signer.lower() != self._address.lower():
+            raise SubmissionError("remote signer: signed by another key; not broadcast", "give_up")
+        differ = sorted(name for name, value in expected_fields(tx).items() if fields.get(name) != value)
+        if differ:
+            raise SubmissionError(
+                f"remote signer: answer differs from the request in {', '.join(differ)}; not broadcast", "give_up"
             )
-        except Exception:
-            raise SubmissionError("remote signer: answer is not a signed transaction", "give_up") from None
-        if signer.lower() != self._address.lower() or int(nonce) != int(tx["nonce"]):
-            raise SubmissionError("remote signer: signed by another key or at another nonce", "give_up")
         return SignedTx(raw, "0x" + keccak(raw).hex())
 
     def __repr__(self) -> str:
         return f"RemoteSigner(address={self._address}, endpoint={self._transport.display})"
 
 
-def _legacy_nonce(raw: bytes) -> int:
-    import rlp  # type: ignore[import-untyped]
+def expected_fields(tx: dict[str, Any]) -> dict[str, Any]:
+    """The fields a signed answer must carry for the request `tx` (an eth-account style dict), normalised like
+    `decode_signed`: ints, lower-case `to`, bytes `data`, a tuple access list."""
+    legacy = "gasPrice" in tx
+    kind = int(tx.get("type", 0 if legacy else 2))
+    data = tx.get("data", b"")
+    fields: dict[str, Any] = {
+        "type": kind,
+        "chainId": int(tx["chainId"]),
+        "nonce": int(tx["nonce"]),
+        "gas": int(tx["gas"]),
+        "to": str(tx["to"]).lower(),
+        "value": int(tx.get("value", 0)),
+        "data": bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data),
+    }
+    if legacy:
+        fields["gasPrice"] = int(tx["gasPrice"])
+    else:
+        fields["maxFeePerGas"] = int(tx["maxFeePerGas"])
+        fields["maxPriorityFeePerGas"] = int(tx["maxPriorityFeePerGas"])
+    if kind != 0:
+        fields["accessList"] = ()
+    return fields
 
-    fields = rlp.decode(raw)
-    return int.from_bytes(fields[0], "big")
+
+def decode_signed(raw: bytes) -> tuple[str, dict[str, Any]]:
+    """(recovered signer, fields) of a signed raw transaction: legacy (EIP-155 chain id from v), EIP-2930 or
+    EIP-1559. Raises on anything else (other types, bad encoding, no valid signature)."""
+    from eth_account import Account
+
+    signer = str(Account.recover_transaction(raw))
+    if raw[0] >= 0x80:
+        import rlp  # type: ignore[import-untyped]
+
+        nonce, gas_price, gas, to, value, data, v, _r, _s = rlp.decode(raw)
+        v_int = int.from_bytes(v, "big")
+        return signer, {
+            "type": 0,
+            "chainId": (v_int - 35) // 2 if v_int >= 35 else None,  # pre-EIP-155: replayable on any chain
+            "nonce": int.from_bytes(nonce, "big"),
+            "gasPrice": int.from_bytes(gas_price, "big"),
+            "gas": int.from_bytes(gas, "big"),
+            "to": "0x" + bytes(to).hex(),
+            "value": int.from_bytes(value, "big"),
+            "data": bytes(data),
+        }
+    if raw[0] not in (1, 2):
+        raise ValueError(f"unsupported transaction type {raw[0]}")
+    from eth_account.typed_transactions.typed_transaction import TypedTransaction
+    from hexbytes import HexBytes
+
+    body = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+    fields: dict[str, Any] = {
+        "type": raw[0],
+        "chainId": int(body["chainId"]),
+        "nonce": int(body["nonce"]),
+        "gas": int(body["gas"]),
+        "to": "0x" + bytes(body["to"]).hex() if body.get("to") else None,
+        "value": int(body["value"]),
+        "data": bytes(body["data"]),
+        "accessList": tuple(body.get("accessList") or ()),
+    }
+    if raw[0] == 2:
+        fields["maxFeePerGas"] = int(body["maxFeePerGas"])
+        fields["maxPriorityFeePerGas"] = int(body["maxPriorityFeePerGas"])
+    else:
+        fields["gasPrice"] = int(body["gasPrice"])
+    return signer, fields

@@ -5,7 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +17,7 @@ from keeper.devnet.anvil import DEV_ACCOUNTS, DEV_KEYS, Anvil
 from keeper.errors import ConfigError, SubmissionError
 from keeper.execute.signer import KeystoreSigner, RawKeySigner, RemoteSigner
 from keeper.store import Intent, State
-from tests.execute.conftest import HarnessFactory, balance, fresh_address
+from tests.execute.conftest import HarnessFactory, balance, fresh_address, nonce
 
 TX = {"type": 2, "chainId": 31337, "nonce": 0, "to": DEV_ACCOUNTS[5], "value": 1, "data": b"", "gas": 21000,
       "maxFeePerGas": 2 * 10**9, "maxPriorityFeePerGas": 10**9}  # fmt: skip
@@ -102,3 +106,132 @@ def test_pipeline_with_remote_signer(harness: HarnessFactory, anvil: Anvil) -> N
     record = h.pipeline.submit(Intent("remote", to=to, value=42))
     h.settle()
     assert h.store.get(record.id).state is State.FINALIZED and balance(anvil, to) == 42
+
+
+@pytest.mark.anvil
+def test_remote_signer_answers_from_anvil_pass_the_full_check(anvil: Anvil) -> None:
+    """Both transaction types anvil signs (EIP-1559 and legacy with EIP-155) decode to exactly the request."""
+    from eth_account import Account
+
+    signer = RemoteSigner(anvil.url, DEV_ACCOUNTS[3])
+    legacy = {k: v for k, v in TX.items() if k not in ("type", "maxFeePerGas", "maxPriorityFeePerGas")}
+    for tx in ({**TX, "nonce": 7, "data": b"\x01\x02"}, {**legacy, "gasPrice": 3 * 10**9}):
+        signed = signer.sign(tx)
+        assert Account.recover_transaction(signed.raw) == DEV_ACCOUNTS[3]
+
+
+Tamper = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class _TamperingSigner:
+    """A local eth_signTransaction endpoint (a compromised or buggy KMS proxy) that signs with the requested
+    account's key, after `tamper` rewrote the transaction; `tamper` and `key` are set per case."""
+
+    def __init__(self) -> None:
+        self.tamper: Tamper = lambda tx: tx
+        self.key = DEV_KEYS[3]
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                answer = {"jsonrpc": "2.0", "id": body.get("id"), "result": owner.sign(body["params"][0])}
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def sign(self, request: dict[str, Any]) -> str:
+        from eth_account import Account
+
+        tx: dict[str, Any] = {
+            k: int(v, 16) for k, v in request.items() if k not in ("from", "to", "data") and isinstance(v, str)
+        }
+        tx.update(to=request["to"], data=bytes.fromhex(request["data"][2:]))
+        return "0x" + bytes(Account.sign_transaction(self.tamper(tx), self.key).raw_transaction).hex()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def tampering() -> Iterator[_TamperingSigner]:
+    endpoint = _TamperingSigner()
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()
+
+
+def _legacy(tx: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in tx.items() if k not in ("type", "maxFeePerGas", "maxPriorityFeePerGas")}
+    return {**out, "gasPrice": tx["maxFeePerGas"]}
+
+
+def _no_chain_id(tx: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in tx.items() if k != "chainId"}  # legacy without EIP-155: replayable anywhere
+
+
+OTHER = "0x" + "66" * 20
+TAMPERS: dict[str, tuple[Tamper, str]] = {
+    "to": (lambda tx: {**tx, "to": OTHER}, "to"),
+    "data": (lambda tx: {**tx, "data": b"\xde\xad"}, "data"),
+    "value": (lambda tx: {**tx, "value": tx["value"] + 1}, "value"),
+    "gas": (lambda tx: {**tx, "gas": tx["gas"] + 1000}, "gas"),
+    "max_fee": (lambda tx: {**tx, "maxFeePerGas": tx["maxFeePerGas"] + 1}, "maxFeePerGas"),
+    "priority_fee": (lambda tx: {**tx, "maxPriorityFeePerGas": tx["maxPriorityFeePerGas"] - 1}, "maxPriorityFeePerGas"),
+    "nonce": (lambda tx: {**tx, "nonce": tx["nonce"] + 1}, "nonce"),
+    "chain_id": (lambda tx: {**tx, "chainId": 1}, "chainId"),
+    "type": (_legacy, "type"),
+    "access_list": (lambda tx: {**tx, "accessList": [{"address": OTHER, "storageKeys": []}]}, "accessList"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERS))
+def test_remote_signer_answer_differing_from_the_request_is_refused(tampering: _TamperingSigner, case: str) -> None:
+    tamper, field = TAMPERS[case]
+    signer = RemoteSigner(tampering.url, DEV_ACCOUNTS[3])
+    assert signer.sign(TX).tx_hash  # control: the honest answer passes
+    tampering.tamper = tamper
+    with pytest.raises(SubmissionError, match="not broadcast") as info:
+        signer.sign(TX)
+    assert info.value.action == "give_up"
+    assert field in str(info.value).split("differs from the request in ", 1)[1]
+
+
+def test_remote_signer_refuses_a_pre_eip155_legacy_signature_and_another_key(tampering: _TamperingSigner) -> None:
+    legacy = _legacy(TX)
+    signer = RemoteSigner(tampering.url, DEV_ACCOUNTS[3])
+    assert signer.sign(legacy).tx_hash
+    tampering.tamper = _no_chain_id
+    with pytest.raises(SubmissionError, match="chainId"):
+        signer.sign(legacy)
+    tampering.tamper, tampering.key = (lambda tx: tx), DEV_KEYS[2]
+    with pytest.raises(SubmissionError, match="another key"):
+        signer.sign(TX)
+
+
+@pytest.mark.anvil
+def test_pipeline_never_broadcasts_a_tampered_signature(harness: HarnessFactory, tampering: _TamperingSigner) -> None:
+    tampering.key = DEV_KEYS[4]
+    tampering.tamper = TAMPERS["to"][0]
+    h = harness(signer=RemoteSigner(tampering.url, DEV_ACCOUNTS[4]))
+    to = fresh_address()
+    record = h.pipeline.submit(Intent("tampered", to=to, value=42))
+    h.pipeline.tick()
+    failed = h.store.get(record.id)
+    assert failed.state is State.FAILED and "differs from the request in to" in (failed.error or "")
+    assert failed.nonce is None and h.store.attempts(record.id) == []  # nothing stored, the nonce released
+    assert nonce(h.node, DEV_ACCOUNTS[4], "pending") == 0 and balance(h.node, to) == 0
