@@ -207,9 +207,20 @@ def rank(healths: Sequence[EndpointHealth], max_lag: int, now: float = 0.0) -> l
     return sorted((i for i, h in enumerate(healths) if h.chain_id_ok is not False), key=key)
 
 
+Observer = Callable[[str, str, bool, float], None]
+
+
 @dataclass
 class RpcPool:
-    """Several endpoints for one chain. `request` tries them best-first, retrying transport failures."""
+    """Several endpoints for one chain. `request` tries them best-first, retrying transport failures.
+
+    `observer(endpoint, method, ok, seconds)`, when set, is called once per request attempt on one endpoint
+    (`request`, `verify`, `refresh_heads`): `endpoint` is the endpoint's name ("rpc0", "rpc1", … or the names
+    given), never its URL; `ok` is False for a transport failure (timeout, refused, HTTP 5xx/429, malformed
+    answer) or an untrusted lagging head, True when the endpoint answered, a JSON-RPC error included (that is
+    the node's definitive answer, e.g. a revert, not an endpoint fault); `seconds` is the wall time of the
+    attempt. Meant for metrics (requests / errors / latency per endpoint); an observer that raises is ignored.
+    """
 
     transports: list[Transport]
     chain_id: int
@@ -221,6 +232,7 @@ class RpcPool:
     rng: random.Random = field(default_factory=random.Random)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    observer: Observer | None = None
     health: list[EndpointHealth] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -233,14 +245,30 @@ class RpcPool:
     def from_urls(cls, urls: Sequence[str], chain_id: int, *, timeout: float = 10.0, **kw: Any) -> RpcPool:
         return cls([Web3Transport(u, timeout) for u in urls], chain_id, **kw)
 
+    def _settle(self, index: int, method: str, ok: bool, seconds: float) -> None:
+        """Record one attempt's result in the endpoint's health and tell the observer."""
+        self.health[index].record(ok, seconds)
+        self._observe(index, method, ok, seconds)
+
+    def _observe(self, index: int, method: str, ok: bool, seconds: float) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(self.health[index].name, method, ok, seconds)
+        except Exception:  # metrics must never break a read or a send
+            return
+
     def verify(self) -> None:
         """Check every endpoint's chain id; wrong-chain endpoints are excluded, none left is fatal."""
         for i, transport in enumerate(self.transports):
+            started = self.clock()
             try:
                 answer = int(str(transport.request("eth_chainId", [])), 16)
             except (TransportError, RpcError, ValueError):
                 self.health[i].record(False, 0.0)
+                self._observe(i, "eth_chainId", False, self.clock() - started)
                 continue
+            self._observe(i, "eth_chainId", True, self.clock() - started)
             self.health[i].chain_id_ok = answer == self.chain_id
         if not any(h.chain_id_ok for h in self.health):
             raise ConfigError(f"rpc: no endpoint answered chain id {self.chain_id}")
@@ -249,12 +277,14 @@ class RpcPool:
         for i, transport in enumerate(self.transports):
             if self.health[i].chain_id_ok is False:
                 continue
+            started = self.clock()
             try:
-                started = self.clock()
                 self.health[i].head = int(str(transport.request("eth_blockNumber", [])), 16)
-                self.health[i].record(True, self.clock() - started)
             except (TransportError, RpcError, ValueError):
                 self.health[i].record(False, 0.0)
+                self._observe(i, "eth_blockNumber", False, self.clock() - started)
+            else:
+                self._settle(i, "eth_blockNumber", True, self.clock() - started)
 
     def demote(self, index: int, seconds: float) -> None:
         """Rank endpoint `index` last for `seconds` (another component saw it fail or lag)."""
@@ -287,19 +317,20 @@ class RpcPool:
             if attempt:
                 self.sleep(backoff_delay(attempt - 1, self.backoff_base, self.backoff_cap, self.rng.random()))
             for index in order:
-                transport, health = self.transports[index], self.health[index]
+                transport = self.transports[index]
                 started = self.clock()
                 try:
                     result = transport.request(method, params)
                 except TransportError as exc:
-                    health.record(False, self.clock() - started)
+                    self._settle(index, method, False, self.clock() - started)
                     last = str(exc)
                     continue
                 except RpcError:
-                    health.record(True, self.clock() - started)
+                    self._settle(index, method, True, self.clock() - started)
                     raise
+                elapsed = self.clock() - started
                 problem = self._head_problem(index, result) if method == "eth_blockNumber" else None
-                health.record(problem is None, self.clock() - started)
+                self._settle(index, method, problem is None, elapsed)
                 if problem is not None:
                     last = problem
                     continue
@@ -421,7 +452,8 @@ class RpcChain:
 
 
 def connect(urls: Sequence[str], chain_id: int, *, private_url: str | None = None, **kw: Any) -> RpcChain:
-    """Build and verify an RpcChain (ConfigError if no endpoint is on `chain_id`)."""
+    """Build and verify an RpcChain (ConfigError if no endpoint is on `chain_id`). Keyword arguments go to both
+    pools (e.g. `timeout`, `observer`: the private pool's endpoint is named "private")."""
     pool = RpcPool.from_urls(urls, chain_id, **kw)
     pool.verify()
     pool.refresh_heads()

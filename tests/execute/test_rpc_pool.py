@@ -139,3 +139,38 @@ def test_demoted_endpoints_rank_last_until_their_cooldown_ends() -> None:
     now[0] = 31.0
     p.request("eth_blockNumber", [])
     assert a.calls == ["eth_blockNumber"]
+
+
+def test_observer_sees_every_request_attempt_by_endpoint_name() -> None:
+    """One call per attempt on one endpoint: (name, method, ok, seconds). A transport failure is not ok; a
+    JSON-RPC error is the node's answer (ok); the clock is the pool's (injected)."""
+    now = [0.0]
+
+    def tick_clock() -> float:
+        now[0] += 0.25
+        return now[0]
+
+    seen: list[tuple[str, str, bool, float]] = []
+    dead, alive = Scripted(fail=1), Scripted(error=RpcError(3, "execution reverted"))
+    p = RpcPool([dead, alive], 1, sleep=lambda _: None, clock=tick_clock, observer=lambda *a: seen.append(a))
+    p.verify()
+    assert seen == [("rpc0", "eth_chainId", True, 0.25), ("rpc1", "eth_chainId", True, 0.25)]
+    seen.clear()
+    with pytest.raises(RpcError):
+        p.request("eth_call", [])
+    assert seen == [("rpc0", "eth_call", False, 0.25), ("rpc1", "eth_call", True, 0.25)]
+    seen.clear()
+    alive.error = None
+    p.refresh_heads()
+    assert [(name, method, ok) for name, method, ok, _ in seen] == [
+        ("rpc0", "eth_blockNumber", True),
+        ("rpc1", "eth_blockNumber", True),
+    ]
+
+
+def test_an_observer_that_raises_never_breaks_a_request() -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("metrics backend down")
+
+    p = RpcPool([Scripted()], 1, sleep=lambda _: None, observer=broken)
+    assert p.request("eth_blockNumber", []) == "0x10"
