@@ -12,6 +12,7 @@ Rules (docs/execution.md):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -116,6 +117,22 @@ def min_bump(old: Fees) -> Fees:
         return Fees(gas_price=_ceil_bump(old.gas_price))
     assert old.max_fee is not None and old.priority_fee is not None
     return Fees(max_fee=_ceil_bump(old.max_fee), priority_fee=_ceil_bump(old.priority_fee))
+
+
+def bump_base(previous: Sequence[Fees], legacy: bool) -> Fees:
+    """What a new attempt at a nonce must out-bid: the highest fees of EVERY earlier attempt at it, refused ones
+    included (a node that refused an attempt holds something at least as expensive; bumping over less would
+    sign the same bytes again). Field by field, so the bump clears each earlier attempt on both fields; a
+    legacy gas price counts as both fee fields (as nodes compare them), so mixed histories stay safe.
+
+    `legacy` picks the shape of the answer (the new attempt's transaction type)."""
+    if not previous:
+        raise ValueError("bump_base: no earlier attempt")
+    max_fee = max(f.per_gas_ceiling for f in previous)
+    if legacy:
+        return Fees(gas_price=max_fee)
+    priority = max(f.priority_fee if f.priority_fee is not None else f.per_gas_ceiling for f in previous)
+    return Fees(max_fee=max_fee, priority_fee=priority)
 
 
 def is_valid_bump(old: Fees, new: Fees) -> bool:

@@ -26,6 +26,8 @@ COUNTERS: dict[str, str] = {
     "send_errors": "Transient send failures (retried).",
     "results": "Intents reaching a terminal state.",
     "alerts": "Operator alerts raised.",
+    "tick_errors": "Intent steps that failed in a tick (isolated: the other intents advance; retried next tick).",
+    "private_fallbacks": "Intents moved from the private send endpoint to public broadcast.",
 }
 
 
@@ -45,6 +47,8 @@ class ExecutionMetrics:
     send_errors: int = 0
     results: int = 0
     alerts: int = 0
+    tick_errors: int = 0
+    private_fallbacks: int = 0
 
     def inc(self, name: str, **labels: str) -> None:
         if name not in COUNTERS:

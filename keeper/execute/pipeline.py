@@ -10,7 +10,9 @@ Invariants (docs/execution.md):
 * every signed transaction is stored before it is sent; re-sends use the stored bytes;
 * a nonce is released only when no transaction at it can ever be mined (a definitive pre-broadcast refusal, or the
   chain used it for a transaction that is not ours);
-* nothing is sent that re-simulation says reverts, or above the fee cap.
+* nothing is sent that re-simulation says reverts, or above the fee cap;
+* every new attempt at a nonce out-bids every earlier one there (refused ones included): never the same bytes twice;
+* one intent's failure never holds up the others: `tick` isolates each intent's step (FencingError excepted).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from keeper.execute.gas import (
     Fees,
     GasPolicy,
     Speed,
+    bump_base,
     cap_first_send,
     gas_limit_for,
     legacy_fees,
@@ -38,7 +41,7 @@ from keeper.execute.metrics import ExecutionMetrics
 from keeper.execute.reconcile import JournalNonce, ReconcilePlan, plan_reconciliation
 from keeper.execute.revert import DecodedRevert, ErrorDecoder
 from keeper.execute.signer import Signer
-from keeper.store.base import Store
+from keeper.store.base import FencingError, Store
 from keeper.store.model import (
     Attempt,
     AttemptKind,
@@ -58,6 +61,27 @@ StillWanted = Callable[[IntentRecord], bool]
 Alert = Callable[[str, str], None]
 PersistHook = Callable[[str, IntentRecord], None]
 
+# Every label the pipeline passes to `on_persist`, each right after the journal write it names: intent states
+# as they are reached, plus the steps between them (nonce_reserved; sent: a node has the bytes, the journal does
+# not know yet; replacement_signed / cancel_signed: a further attempt at the nonce is stored; reorged: a mined
+# intent went back to broadcast).
+CHECKPOINTS: tuple[str, ...] = (
+    "planned",
+    "simulated",
+    "nonce_reserved",
+    "signed",
+    "sent",
+    "broadcast",
+    "mined",
+    "confirmed",
+    "finalized",
+    "failed",
+    "cancelled",
+    "replacement_signed",
+    "cancel_signed",
+    "reorged",
+)
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -66,7 +90,8 @@ class PipelineConfig:
     stuck_blocks: int = 3
     gas: GasPolicy = field(default_factory=GasPolicy)
     gas_limit_margin_percent: int = 120
-    private_fallback_blocks: int = 5
+    private_fallback_blocks: int = 5  # blocks after the first send try before public broadcast too
+    private_max_failures: int = 3  # consecutive private send failures before public broadcast
     nonce_lost_grace_blocks: int = 2
     epoch: int | None = None  # fencing token: checked in the nonce reservation when set
     force_legacy: bool = False
@@ -107,6 +132,9 @@ class Pipeline:
         self._alert = alert
         self._on_persist = on_persist
         self._waiting: set[int] = set()  # intents currently held back by the fee cap (alert once per episode)
+        self._private_failures: dict[int, int] = {}  # intent → consecutive private send failures
+        self._went_public: set[int] = set()  # intents whose private window is over (counted once)
+        self._failing: dict[int | None, str] = {}  # intent (None: gap filling) → last step error (logged once)
         self.last_revert: dict[int, DecodedRevert] = {}
 
     # --- public API ---------------------------------------------------------------------------------------------
@@ -143,13 +171,13 @@ class Pipeline:
         for step in plan.steps:
             record = records.get(step.intent_id) if step.intent_id is not None else None
             if step.action == "fill_gap":
-                self._fill_gap(step.nonce, tick)
+                self._isolated(None, self._fill_gap, step.nonce, tick)
             elif record is None:
                 continue
             elif step.action == "check_mined":
-                self._check_mined_or_lost(record, tick)
+                self._isolated(record.id, self._check_mined_or_lost, record, tick)
             elif step.action == "rebroadcast":
-                self._rebroadcast_if_lost(record, tick)
+                self._isolated(record.id, self._rebroadcast_if_lost, record, tick)
         if plan.foreign_pending:
             self._raise_alert(
                 "foreign_pending", f"{plan.foreign_pending} pending transaction(s) from this key are not in the journal"
@@ -157,15 +185,33 @@ class Pipeline:
         return plan
 
     def tick(self) -> list[IntentRecord]:
-        """Advance every in-flight intent; returns their records after the tick."""
+        """Advance every in-flight intent; returns their records after the tick.
+
+        Each intent's step is isolated: an error (a read failure, a refused send, a journal constraint, a bug)
+        is counted (`tick_errors`), logged once per distinct error without a traceback, and retried next tick,
+        while the other intents advance. FencingError (another keeper leads) propagates: stop everything."""
         tick = self._new_tick()
         for record in self.store.in_flight(self.sender):
-            try:
-                self._advance(record, tick)
-            except (ReadError, SubmissionError) as exc:
-                _log.warning("intent.tick_error", intent_id=record.id, error=str(exc)[:300])
-        self._fill_gaps(tick)
+            self._isolated(record.id, self._advance, record, tick)
+        self._isolated(None, self._fill_gaps, tick)
         return self.store.in_flight(self.sender)
+
+    def _isolated(self, intent_id: int | None, step: Callable[..., object], *args: Any) -> None:
+        try:
+            step(*args)
+        except FencingError:
+            raise
+        except Exception as exc:
+            kind = "read" if isinstance(exc, ReadError) else "submission" if isinstance(exc, SubmissionError) else "bug"
+            self.metrics.inc("tick_errors", reason=kind)
+            text = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+            if self._failing.get(intent_id) != text:  # once per distinct error, not every tick
+                self._failing[intent_id] = text
+                log_at = _log.warning if kind != "bug" else _log.error
+                log_at("intent.step_failed", intent_id=intent_id, kind=kind, error=text)
+        else:
+            if self._failing.pop(intent_id, None) is not None:
+                _log.info("intent.step_recovered", intent_id=intent_id)
 
     def run_until_settled(self, step: Callable[[], None], max_ticks: int = 100) -> list[IntentRecord]:
         """Tick until nothing is in flight (tests and drills); `step` advances the chain between ticks."""
@@ -228,10 +274,9 @@ class Pipeline:
         gas_limit = gas_limit_for(record.gas_estimate or CANCEL_GAS, record.intent.gas_limit, self._margin)
         previous = [a for a in self.store.attempts(record.id) if a.nonce == record.nonce]
         market = self._market(tick, record.intent.urgency, legacy=None)
-        if previous:  # a node refused an earlier attempt as underpriced: bump over it
-            decision = replacement_fees(
-                _fees_of(previous[-1]), market, gas_limit, self.config.gas, self._next_base_fee(tick)
-            )
+        if previous:  # a node refused an earlier attempt as underpriced: bump over every one of them
+            base = bump_base([_fees_of(a) for a in previous], market.legacy)
+            decision = replacement_fees(base, market, gas_limit, self.config.gas, self._next_base_fee(tick))
         else:
             decision = cap_first_send(market, gas_limit, self._next_base_fee(tick), self.config.gas)
         if self._held_by_cap(record, decision):
@@ -241,7 +286,13 @@ class Pipeline:
         self._persisted("nonce_reserved", record)
         assert decision.fees is not None
         attempt = self._sign_and_store(
-            record, nonce=nonce, kind="original", fees=decision.fees, gas_limit=gas_limit, expected=State.SIMULATED
+            record,
+            tick,
+            nonce=nonce,
+            kind="original",
+            fees=decision.fees,
+            gas_limit=gas_limit,
+            expected=State.SIMULATED,
         )
         if attempt is None:
             return self.store.get(record.id)
@@ -251,13 +302,12 @@ class Pipeline:
 
     def _send_signed(self, record: IntentRecord, tick: _Tick) -> IntentRecord:
         """SIGNED after a crash or a transient failure: send the stored bytes again (identical)."""
-        attempts = self.store.attempts(record.id)
         if tick.latest_nonce > (record.nonce or 0):
             return self._check_mined_or_lost(record, tick)
-        live = [a for a in attempts if a.status is not AttemptStatus.REJECTED]
-        if not live:
+        current = _current(self.store.attempts(record.id))
+        if current is None:
             return record
-        return self._send(record, live[-1], tick)
+        return self._send(record, current, tick)
 
     def _watch(self, record: IntentRecord, tick: _Tick) -> IntentRecord:
         head = tick.head.number
@@ -270,10 +320,10 @@ class Pipeline:
             return self._check_mined_or_lost(record, tick)
         if record.nonce_lost_block is not None:
             record = self.store.transition(record.id, State.BROADCAST, State.BROADCAST, nonce_lost_block=None)
-        live = [a for a in attempts if a.status is not AttemptStatus.REJECTED]
-        if not live:
+        current = _current(attempts)
+        if current is None:
             return record
-        latest = live[-1]
+        latest = current
         record = self._rebroadcast_if_lost(record, tick, latest)
         if record.state is not State.BROADCAST:
             return record
@@ -317,6 +367,7 @@ class Pipeline:
     def _sign_and_store(
         self,
         record: IntentRecord,
+        tick: _Tick,
         *,
         nonce: int,
         kind: AttemptKind,
@@ -345,6 +396,7 @@ class Pipeline:
                 max_fee=fees.max_fee,
                 priority_fee=fees.priority_fee,
                 gas_price=fees.gas_price,
+                signed_block=tick.head.number,
             ),
             expected,
             new_state,
@@ -378,38 +430,92 @@ class Pipeline:
             tx.update(type=2, maxFeePerGas=fees.max_fee, maxPriorityFeePerGas=fees.priority_fee)
         return tx
 
+    def _private_window(self, record: IntentRecord, tick: _Tick, attempts: list[Attempt]) -> str | None:
+        """Why this intent no longer goes private first (None: it does). The window counts from the first send
+        TRY (the first attempt's signing block), not the first success: an endpoint that is down never opens
+        it. `private_max_failures` consecutive failures, or one definitive refusal, close it early."""
+        if self._private_failures.get(record.id, 0) >= self.config.private_max_failures:
+            return "failures"
+        starts = [a.signed_block if a.signed_block is not None else a.first_sent_block for a in attempts]
+        first = min((b for b in starts if b is not None), default=tick.head.number)
+        if tick.head.number - first >= self.config.private_fallback_blocks:
+            return "window"
+        return None
+
     def _route(self, record: IntentRecord, tick: _Tick) -> Route:
-        """Private endpoint first (when configured); public broadcast too after `private_fallback_blocks`."""
+        """Private endpoint first (when configured); public broadcast once the private window is over."""
         if not self.chain.has_private_route:
             return "public"
-        sent = [a.first_sent_block for a in self.store.attempts(record.id) if a.first_sent_block is not None]
-        if not sent or tick.head.number - min(sent) < self.config.private_fallback_blocks:
+        closed = self._private_window(record, tick, self.store.attempts(record.id))
+        if closed is None:
             return "private"
+        if record.id not in self._went_public:
+            self._went_public.add(record.id)
+            self.metrics.inc("private_fallbacks", reason=closed)
+            _log.warning("intent.private_fallback", intent_id=record.id, reason=closed)
         return "public"
+
+    def _deliver(self, raw: bytes, route: Route) -> SendError | None:
+        """Send `raw`; None when a node has it (accepted, or "already known"), else the classified refusal."""
+        try:
+            self.chain.send_raw(raw, route=route)
+        except SendError as exc:
+            if exc.outcome.kind != "already_known":
+                return exc
+        return None
+
+    def _private_failed(self, record: IntentRecord, exc: SendError) -> bool:
+        """Count a private send failure; True when the intent now goes public (at once, in the same send)."""
+        if exc.outcome.kind == "nonce_too_low":  # the relay saw the nonce used: the public receipts decide
+            return False
+        failures = self._private_failures.get(record.id, 0) + 1
+        if exc.outcome.kind != "transient":  # the relay refused these bytes: a public node may well take them
+            failures = max(failures, self.config.private_max_failures)
+        self._private_failures[record.id] = failures
+        _log.warning(
+            "intent.private_send_failed", intent_id=record.id, reason=exc.outcome.kind, consecutive=failures
+        )
+        return failures >= self.config.private_max_failures
 
     def _send(self, record: IntentRecord, attempt: Attempt, tick: _Tick, *, resend: bool = False) -> IntentRecord:
         head = tick.head.number
         route = self._route(record, tick)
-        try:
-            self.chain.send_raw(attempt.raw, route=route)
-            self._persisted("sent", record)  # checkpoint: a node has the bytes, the journal does not know yet
-        except SendError as exc:
-            kind = exc.outcome.kind
+        error = self._deliver(attempt.raw, route)
+        if route == "private":
+            if error is None:
+                self._private_failures.pop(record.id, None)
+            elif self._private_failed(record, error):
+                route = self._route(record, tick)
+                error = self._deliver(attempt.raw, route)
+        if error is not None:
+            kind = error.outcome.kind
             if kind == "transient":
                 self.metrics.inc("send_errors", reason="transient")
-                _log.warning("intent.send_retry", intent_id=record.id, tx_hash=attempt.tx_hash, error=str(exc)[:200])
+                _log.warning("intent.send_retry", intent_id=record.id, tx_hash=attempt.tx_hash, error=str(error)[:200])
                 return record
             if kind == "nonce_too_low":
                 return self._check_mined_or_lost(record, tick)
-            if kind != "already_known":
-                return self._refused(record, attempt, exc)
+            return self._refused(record, attempt, error)
+        self._persisted("sent", record)  # checkpoint: a node has the bytes, the journal does not know yet
         self.store.mark_attempt(attempt.id, AttemptStatus.BROADCAST, sent_block=head, route=route)
+        self._supersede(record, attempt)
         self.metrics.inc("rebroadcasts" if resend else "broadcasts", reason=attempt.kind)
         _log.info("intent.broadcast", intent_id=record.id, nonce=attempt.nonce, tx_hash=attempt.tx_hash, route=route)
         if record.state is State.SIGNED:
             record = self.store.transition(record.id, State.SIGNED, State.BROADCAST)
             self._persisted("broadcast", record)
         return record
+
+    def _supersede(self, record: IntentRecord, accepted: Attempt) -> None:
+        """A node took `accepted`: every earlier attempt at its nonce is now replaced (it can still win the race:
+        every attempt's receipt is looked for until one is mined)."""
+        for older in self.store.attempts(record.id):
+            if (
+                older.seq < accepted.seq
+                and older.nonce == accepted.nonce
+                and older.status in (AttemptStatus.SIGNED, AttemptStatus.BROADCAST)
+            ):
+                self.store.mark_attempt(older.id, AttemptStatus.REPLACED)
 
     def _refused(self, record: IntentRecord, attempt: Attempt, exc: SendError) -> IntentRecord:
         """A node refused these bytes definitively: they are in no mempool."""
@@ -436,16 +542,11 @@ class Pipeline:
 
     def _rebroadcast_if_lost(self, record: IntentRecord, tick: _Tick, attempt: Attempt | None = None) -> IntentRecord:
         if attempt is None:
-            live = [a for a in self.store.attempts(record.id) if a.status is not AttemptStatus.REJECTED]
-            if not live:
+            attempt = _current(self.store.attempts(record.id))
+            if attempt is None:
                 return record
-            attempt = live[-1]
-        private_window = (
-            self.chain.has_private_route
-            and attempt.first_sent_block is not None
-            and tick.head.number - attempt.first_sent_block < self.config.private_fallback_blocks
-        )
-        if private_window and attempt.status is AttemptStatus.BROADCAST:
+        private = attempt.route == "private" and self._route(record, tick) == "private"
+        if attempt.status is AttemptStatus.BROADCAST and private:
             return record  # the public node cannot see a private transaction; wait for the fallback
         if attempt.status is AttemptStatus.BROADCAST and self.chain.knows(attempt.tx_hash):
             return record
@@ -460,14 +561,24 @@ class Pipeline:
             gas_limit = CANCEL_GAS
         else:
             gas_limit = max(previous.gas_limit, gas_limit_for(estimate or 0, record.intent.gas_limit, self._margin))
-        old = _fees_of(previous)
-        market = self._market(tick, "high" if kind == "cancel" else record.intent.urgency, legacy=old.legacy)
+        legacy = _fees_of(previous).legacy
+        market = self._market(tick, "high" if kind == "cancel" else record.intent.urgency, legacy=legacy)
+        # out-bid EVERY attempt at this nonce, refused ones included: bumping from the last live one alone signs
+        # the same bytes again after a refused replacement (and nodes refuse those again)
+        at_nonce = [_fees_of(a) for a in self.store.attempts(record.id) if a.nonce == record.nonce]
+        old = bump_base(at_nonce or [_fees_of(previous)], legacy)
         decision = replacement_fees(old, market, gas_limit, self.config.gas, self._next_base_fee(tick))
         if self._held_by_cap(record, decision):
             return record
         assert decision.fees is not None
         attempt = self._sign_and_store(
-            record, nonce=record.nonce, kind=kind, fees=decision.fees, gas_limit=gas_limit, expected=State.BROADCAST
+            record,
+            tick,
+            nonce=record.nonce,
+            kind=kind,
+            fees=decision.fees,
+            gas_limit=gas_limit,
+            expected=State.BROADCAST,
         )
         if attempt is None:
             return record
@@ -585,7 +696,7 @@ class Pipeline:
         self.metrics.inc("reorgs", reason="receipt_gone")
         _log.warning("intent.reorged", intent_id=record.id, nonce=record.nonce, tx_hash=record.mined_tx_hash)
         for attempt in self.store.attempts(record.id):
-            if attempt.status in (AttemptStatus.MINED, AttemptStatus.REPLACED):
+            if attempt.status is AttemptStatus.MINED:  # the one the chain had: re-sent as is if the node lost it
                 self.store.mark_attempt(attempt.id, AttemptStatus.BROADCAST)
         record = self.store.transition(
             record.id,
@@ -642,6 +753,8 @@ class Pipeline:
             fields.pop("nonce", None)
         record = self.store.transition(record.id, record.state, state, **fields)
         self._waiting.discard(record.id)
+        self._private_failures.pop(record.id, None)
+        self._went_public.discard(record.id)
         self.metrics.inc("results", result=state.value)
         _log.info("intent.done", intent_id=record.id, state=state.value, nonce=record.nonce, outcome=record.outcome)
         self._persisted(state.value, record)
@@ -691,6 +804,16 @@ class Pipeline:
         _log.warning("alert", alert=kind, detail=message)
         if self._alert is not None:
             self._alert(kind, message)
+
+
+def _current(attempts: list[Attempt]) -> Attempt | None:
+    """The attempt to watch and re-send: the newest that may still be (or be put) in a mempool, else the newest
+    superseded one. Refused attempts are never current."""
+    live = [a for a in attempts if a.status in (AttemptStatus.SIGNED, AttemptStatus.BROADCAST, AttemptStatus.MINED)]
+    if live:
+        return live[-1]
+    replaced = [a for a in attempts if a.status is AttemptStatus.REPLACED]
+    return replaced[-1] if replaced else None
 
 
 def _fees_of(attempt: Attempt) -> Fees:

@@ -13,7 +13,7 @@ import pytest
 
 from keeper.devnet.anvil import DEV_ACCOUNTS, DEV_KEYS, Anvil, rpc
 from keeper.execute.chain import RpcChain, connect
-from keeper.execute.gas import GWEI, GasPolicy
+from keeper.execute.gas import GWEI, Fees, GasPolicy
 from keeper.execute.metrics import ExecutionMetrics
 from keeper.execute.pipeline import Pipeline, PipelineConfig
 from keeper.execute.signer import LocalSigner, Signer
@@ -55,6 +55,13 @@ def fresh_address() -> str:
     from eth_utils.address import to_checksum_address
 
     return to_checksum_address("0x" + secrets.token_hex(20))
+
+
+def attempt_fees(attempt: Any) -> Fees:
+    """An attempt's stored fees as `Fees` (EIP-1559 or legacy)."""
+    if attempt.gas_price is not None:
+        return Fees(gas_price=attempt.gas_price)
+    return Fees(max_fee=attempt.max_fee, priority_fee=attempt.priority_fee)
 
 
 def dev_signer(index: int = 0) -> Signer:
@@ -111,10 +118,18 @@ def journal(tmp_path: Path) -> Iterator[Callable[[str], Store]]:
 
 
 @pytest.fixture
-def harness(anvil: Anvil, journal: Callable[[str], Store]) -> HarnessFactory:
+def store_kind() -> str:
+    """The journal backend of `harness` by default; a module parametrizes `store_kind` to run on both."""
+    return "sqlite"
+
+
+@pytest.fixture
+def harness(anvil: Anvil, journal: Callable[[str], Store], store_kind: str) -> HarnessFactory:
+    default_kind = store_kind
+
     def build(
         *,
-        store_kind: str = "sqlite",
+        store_kind: str = default_kind,
         signer: Signer | None = None,
         gas: GasPolicy | None = None,
         chain: RpcChain | None = None,
@@ -138,3 +153,4 @@ def harness(anvil: Anvil, journal: Callable[[str], Store]) -> HarnessFactory:
         return Harness(anvil, rpc_chain, store, pipeline, metrics, alerts, persisted)
 
     return build
+

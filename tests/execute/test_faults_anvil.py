@@ -1,19 +1,23 @@
-"""Faults on a real anvil: stuck transactions, fee spikes and caps, eviction, reorgs, expiry, gaps."""
+"""Faults on a real anvil: stuck transactions, fee spikes and caps, eviction, reorgs, expiry, gaps, refused
+replacements, a private endpoint that is down or refuses — each on a SQLite and a PostgreSQL journal (a fresh
+schema per test; skipped with a message when KEEPER_TEST_DATABASE_URL is unset)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
 
-from keeper.devnet.anvil import rpc
-from keeper.execute.chain import RpcChain, RpcPool, Web3Transport
-from keeper.execute.gas import GWEI, GasPolicy, min_bump
+from keeper.devnet.anvil import DEV_KEYS, rpc
+from keeper.execute.chain import RpcChain, RpcError, RpcPool, TransportError, Web3Transport
+from keeper.execute.gas import GWEI, GasPolicy, is_valid_bump, min_bump
 from keeper.store import AttemptStatus, Intent, State
 from tests.execute.conftest import (
     CHAIN_ID,
     SENDER,
     HarnessFactory,
+    attempt_fees,
     automine,
     balance,
     fresh_address,
@@ -22,7 +26,7 @@ from tests.execute.conftest import (
     set_next_base_fee,
 )
 
-pytestmark = pytest.mark.anvil
+pytestmark = [pytest.mark.anvil, pytest.mark.parametrize("store_kind", ["sqlite", "postgres"])]
 
 
 def fees(attempt: Any) -> tuple[int, int]:
@@ -43,19 +47,14 @@ def test_stuck_transaction_is_replaced_at_the_same_nonce_with_a_valid_bump(harne
     attempts = h.store.attempts(record.id)
     assert [a.kind for a in attempts] == ["original", "replacement"]
     assert {a.nonce for a in attempts} == {0}
-    bump = min_bump(_fees(attempts[0]))
+    bump = min_bump(attempt_fees(attempts[0]))
     assert attempts[1].max_fee >= bump.max_fee and attempts[1].priority_fee >= bump.priority_fee
     h.settle()
     final = h.store.get(record.id)
     assert final.state is State.FINALIZED and final.mined_tx_hash == attempts[1].tx_hash
     assert balance(h.node, to) == 5 and nonce(h.node) == 1
     assert h.metrics.replacements == 1
-
-
-def _fees(attempt: Any) -> Any:
-    from keeper.execute.gas import Fees
-
-    return Fees(max_fee=attempt.max_fee, priority_fee=attempt.priority_fee)
+    assert [a.status for a in h.store.attempts(record.id)] == [AttemptStatus.REPLACED, AttemptStatus.MINED]
 
 
 def test_cap_below_market_waits_never_sends_above_and_resumes(harness: HarnessFactory) -> None:
@@ -244,3 +243,126 @@ def test_private_route_falls_back_to_public_after_n_blocks(harness: HarnessFacto
     assert balance(h.node, to) == 1
     (attempt,) = h.store.attempts(record.id)
     assert attempt.route == "public"
+
+
+def test_a_refused_replacement_is_outbid_on_the_next_tick_not_signed_again(harness: HarnessFactory) -> None:
+    """Another transaction at our nonce (the key used elsewhere) priced above our replacements: the node refuses
+    them as underpriced; each tick out-bids every earlier attempt (refused ones included) until one is taken."""
+    from eth_account import Account
+
+    h = harness(stuck_blocks=1)
+    automine(h.node, False)
+    to = fresh_address()
+    record = h.pipeline.submit(Intent("outbid", to=to, value=5))
+    h.pipeline.tick()
+    set_next_base_fee(h.node, 100 * GWEI)  # the original (about 2 gwei) is stuck
+    mine(h.node)
+    elsewhere = fresh_address()
+    foreign = Account.from_key(DEV_KEYS[0]).sign_transaction(
+        {"type": 2, "chainId": CHAIN_ID, "nonce": 0, "to": elsewhere, "value": 1, "gas": 21000, "data": b"",
+         "maxFeePerGas": 250 * GWEI, "maxPriorityFeePerGas": 1}
+    )
+    rpc(h.node.url, "eth_sendRawTransaction", ["0x" + bytes(foreign.raw_transaction).hex()])
+    for _ in range(12):  # no block in between: the market is the same, only the bump makes new bytes
+        h.pipeline.tick()
+        if h.store.attempts(record.id)[-1].status is AttemptStatus.BROADCAST:
+            break
+    attempts = h.store.attempts(record.id)
+    refused = [a for a in attempts if a.status is AttemptStatus.REJECTED]
+    assert len(refused) >= 2 and attempts[-1].status is AttemptStatus.BROADCAST
+    assert len({a.tx_hash for a in attempts}) == len(attempts)
+    for older, newer in itertools.pairwise(attempts):
+        assert is_valid_bump(attempt_fees(older), attempt_fees(newer))
+    assert h.metrics.tick_errors == 0
+    h.settle()
+    final = h.store.get(record.id)
+    assert final.state is State.FINALIZED and final.mined_tx_hash == attempts[-1].tx_hash
+    assert balance(h.node, to) == 5 and balance(h.node, elsewhere) == 0 and nonce(h.node) == 1
+
+
+class _Down:
+    """A private endpoint that is down: every request times out."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def request(self, method: str, params: list[Any]) -> Any:
+        self.calls += 1
+        raise TransportError(f"{method}: ReadTimeout")
+
+
+class _Refusing:
+    """A private relay that refuses every transaction (its own simulation says it reverts)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def request(self, method: str, params: list[Any]) -> Any:
+        self.calls += 1
+        raise RpcError(-32000, "execution reverted: relay simulation failed")
+
+
+def _private(anvil: Any, relay: Any) -> RpcChain:
+    public = RpcPool([Web3Transport(anvil.url)], CHAIN_ID)
+    return RpcChain(public, RpcPool([relay], CHAIN_ID, names=["private"], retries=0, sleep=lambda _s: None))
+
+
+def test_private_endpoint_down_falls_back_to_public_after_k_failures(harness: HarnessFactory, anvil: Any) -> None:
+    down = _Down()
+    h = harness(chain=_private(anvil, down), private_fallback_blocks=50, private_max_failures=3, stuck_blocks=50)
+    to = fresh_address()
+    record = h.pipeline.submit(Intent("private-down", to=to, value=1))
+    seen = []  # (private tries so far, effect on chain) after each tick
+    for _ in range(5):
+        h.pipeline.tick()
+        seen.append((down.calls, balance(h.node, to)))
+        if seen[-1][1]:
+            break
+    assert seen[-1] == (3, 1), seen  # the third consecutive failure sent it publicly, in the same send
+    assert all(effect == 0 for tries, effect in seen if tries < 3), seen  # not public before that
+    h.settle()
+    (attempt,) = h.store.attempts(record.id)
+    assert attempt.route == "public" and h.store.get(record.id).state is State.FINALIZED
+    assert h.metrics.count("private_fallbacks", reason="failures") == 1 and down.calls == 3
+
+
+def test_private_endpoint_down_falls_back_after_n_blocks_from_the_first_try(
+    harness: HarnessFactory, anvil: Any
+) -> None:
+    """The window counts from the first send try: a private endpoint that never accepted anything does not
+    keep the intent private forever."""
+    down = _Down()
+    h = harness(chain=_private(anvil, down), private_fallback_blocks=3, private_max_failures=100, stuck_blocks=50)
+    to = fresh_address()
+    record = h.pipeline.submit(Intent("private-window", to=to, value=1))
+    h.pipeline.tick()
+    signed_at = h.store.attempts(record.id)[0].signed_block
+    assert signed_at is not None
+    seen = []  # (blocks since the first try, effect on chain) after each tick
+    for _ in range(6):
+        mine(h.node)
+        head = int(str(rpc(h.node.url, "eth_blockNumber")), 16)  # the tick's head (automine adds one after)
+        h.pipeline.tick()
+        seen.append((head - signed_at, balance(h.node, to)))
+        if seen[-1][1]:
+            break
+    assert seen[-1] == (3, 1), seen  # public once the window (3 blocks from the first try) is over...
+    assert all(effect == 0 for blocks, effect in seen if blocks < 3), seen  # ...and not before
+    tries = down.calls
+    h.settle()
+    assert down.calls == tries  # nothing more was sent privately
+    assert h.store.attempts(record.id)[0].route == "public"
+    assert h.metrics.count("private_fallbacks", reason="window") == 1
+
+
+def test_private_relay_refusal_falls_back_to_public_instead_of_failing(harness: HarnessFactory, anvil: Any) -> None:
+    relay = _Refusing()
+    h = harness(chain=_private(anvil, relay), private_fallback_blocks=50, stuck_blocks=50)
+    to = fresh_address()
+    record = h.pipeline.submit(Intent("private-refused", to=to, value=1))
+    h.pipeline.tick()
+    assert relay.calls == 1 and balance(h.node, to) == 1  # public at once, same tick
+    h.settle()
+    final = h.store.get(record.id)
+    assert final.state is State.FINALIZED and h.store.attempts(record.id)[0].route == "public"
+    assert relay.calls == 1

@@ -11,6 +11,7 @@ from keeper.execute.gas import (
     FeeHistory,
     Fees,
     GasPolicy,
+    bump_base,
     cap_first_send,
     gas_limit_for,
     is_valid_bump,
@@ -118,3 +119,26 @@ def test_replacement_at_the_cap_waits() -> None:
 def test_gas_limit_margin_and_hint() -> None:
     assert gas_limit_for(100_000, None) == 120_000
     assert gas_limit_for(100_000, 500_000) == 500_000
+
+
+@given(st.lists(eip1559(), min_size=1, max_size=6))
+def test_bumping_over_the_bump_base_outbids_every_earlier_attempt(previous: list[Fees]) -> None:
+    """The bump base over ALL earlier attempts: a valid bump over it is a valid bump over each of them, so a
+    refused attempt is never signed again at the same fees."""
+    new = min_bump(bump_base(previous, legacy=False))
+    assert all(is_valid_bump(old, new) for old in previous)
+    assert all(new != old for old in previous)
+
+
+@given(st.lists(st.one_of(eip1559(), wei.map(lambda p: Fees(gas_price=p))), min_size=1, max_size=6))
+def test_bump_base_of_a_mixed_history_clears_both_fee_fields(previous: list[Fees]) -> None:
+    """Legacy and EIP-1559 attempts mixed: a legacy price counts as both fields, so either kind of new attempt
+    out-bids every earlier one on the fields nodes compare (max fee / gas price and the priority fee)."""
+    for legacy in (False, True):
+        new = min_bump(bump_base(previous, legacy=legacy))
+        assert new.legacy is legacy
+        for old in previous:
+            assert new.per_gas_ceiling * 1000 >= old.per_gas_ceiling * 1125
+            new_tip = new.priority_fee if new.priority_fee is not None else new.per_gas_ceiling
+            old_tip = old.priority_fee if old.priority_fee is not None else old.per_gas_ceiling
+            assert new_tip * 1000 >= old_tip * 1125

@@ -1,23 +1,32 @@
-"""Pipeline policy on the in-memory FakeChain + MemoryStore: node answers, legacy fees, fencing, lost nonces."""
+"""Pipeline policy on the in-memory FakeChain + MemoryStore: node answers, legacy fees, fencing, lost nonces,
+refused replacements, per-intent isolation in a tick, replaced attempts."""
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
+from pathlib import Path
+from typing import Any
+
 import pytest
+from structlog.testing import capture_logs
 
 from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.execute.fakes import FakeChain
-from keeper.execute.gas import GWEI, GasPolicy
+from keeper.execute.gas import GWEI, GasPolicy, is_valid_bump
 from keeper.execute.metrics import ExecutionMetrics
-from keeper.execute.pipeline import Pipeline, PipelineConfig
-from keeper.store import AttemptStatus, FencingError, Intent, MemoryStore, State
-from tests.execute.conftest import dev_signer, fresh_address
+from keeper.execute.pipeline import CHECKPOINTS, Pipeline, PipelineConfig
+from keeper.store import AttemptStatus, FencingError, Intent, IntentRecord, MemoryStore, SqliteStore, State, Store
+from tests.execute.conftest import attempt_fees, dev_signer, fresh_address
 
 SENDER = DEV_ACCOUNTS[0]
 
 
-def build(chain: FakeChain | None = None, **config: object) -> tuple[Pipeline, FakeChain, MemoryStore, list[str]]:
+def build(
+    chain: FakeChain | None = None, *, store: Any = None, labels: list[str] | None = None, **config: object
+) -> tuple[Pipeline, FakeChain, Any, list[str]]:
     fake = chain or FakeChain()
-    store = MemoryStore()
+    store = store if store is not None else MemoryStore()
     alerts: list[str] = []
     settings: dict[str, object] = {"confirmations": 1, "stuck_blocks": 2, "gas": GasPolicy(max_fee_cap=100 * GWEI)}
     settings.update(config)
@@ -28,6 +37,7 @@ def build(chain: FakeChain | None = None, **config: object) -> tuple[Pipeline, F
         PipelineConfig(chain_id=31337, **settings),  # type: ignore[arg-type]
         metrics=ExecutionMetrics(),
         alert=lambda kind, _msg: alerts.append(kind),
+        on_persist=None if labels is None else lambda label, _record: labels.append(label),
     )
     return pipeline, fake, store, alerts
 
@@ -178,3 +188,106 @@ def test_read_errors_do_not_lose_the_intent() -> None:
     assert store.get(record.id).state is State.PLANNED
     settle(pipeline, fake)
     assert store.get(record.id).state is State.FINALIZED
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_refused_replacement_is_outbid_next_tick_never_signed_again(kind: str, tmp_path: Path) -> None:
+    """Audit repro (/tmp/audit/t_repl.py): a replacement refused as underpriced used to be re-signed from the last
+    live attempt, giving the same bytes, a UNIQUE(tx_hash) error out of tick() on every tick: nothing advanced."""
+    store: Store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "journal.sqlite3")
+    labels: list[str] = []
+    pipeline, fake, store, _ = build(store=store, labels=labels, stuck_blocks=1)
+    to = fresh_address()
+    record = pipeline.submit(Intent("refused-replacement", to=to, value=1))
+    pipeline.tick()
+    fake.base_fee = 5 * GWEI  # the original (about 2.1 gwei) no longer fits: stuck
+    fake.head += 2
+    for _ in range(3):  # same head, same market: only the bump over the refused attempt makes new bytes
+        fake.send_errors.append("replacement transaction underpriced")
+        pipeline.tick()
+    attempts = store.attempts(record.id)
+    assert [a.kind for a in attempts] == ["original"] + ["replacement"] * 3
+    assert [a.status for a in attempts[1:]] == [AttemptStatus.REJECTED] * 3
+    assert len({a.tx_hash for a in attempts}) == 4
+    for older, newer in itertools.pairwise(attempts):  # each out-bids the one before on both fields
+        assert is_valid_bump(attempt_fees(older), attempt_fees(newer))
+    assert pipeline.metrics.tick_errors == 0
+    pipeline.tick()  # accepted now: it supersedes the original
+    attempts = store.attempts(record.id)
+    assert attempts[0].status is AttemptStatus.REPLACED and attempts[-1].status is AttemptStatus.BROADCAST
+    settle(pipeline, fake)
+    final = store.get(record.id)
+    assert final.state is State.FINALIZED and final.mined_tx_hash == attempts[-1].tx_hash
+    assert fake.balance_of(to) == 1 and len(fake.mined) == 1
+    assert labels.count("replacement_signed") == 4 and set(labels) <= set(CHECKPOINTS)
+
+
+class _WedgedStore(MemoryStore):
+    """Every write to one intent fails like a journal constraint would (until `wedged` is cleared)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wedged: str | None = None
+
+    def transition(self, intent_id: int, expected: State, new: State, **fields: Any) -> IntentRecord:
+        if self.get(intent_id).intent.idempotency_key == self.wedged:
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: attempts.tx_hash")
+        return super().transition(intent_id, expected, new, **fields)
+
+
+def test_one_failing_intent_does_not_hold_up_the_others() -> None:
+    store = _WedgedStore()
+    pipeline, fake, store, _ = build(store=store)
+    store.wedged = "bad"
+    bad = pipeline.submit(Intent("bad", to=fresh_address(), value=1))
+    good_to = fresh_address()
+    good = pipeline.submit(Intent("good", to=good_to, value=2))
+    with capture_logs() as logs:
+        for _ in range(8):
+            pipeline.tick()  # never raises
+            fake.mine()
+    assert store.get(good.id).state is State.FINALIZED and fake.balance_of(good_to) == 2
+    assert store.get(bad.id).state is State.PLANNED
+    assert pipeline.metrics.count("tick_errors", reason="bug") == 8  # counted every tick...
+    failures = [e for e in logs if e["event"] == "intent.step_failed"]
+    assert len(failures) == 1 and failures[0]["intent_id"] == bad.id  # ...logged once
+    assert "IntegrityError" in failures[0]["error"] and "exc_info" not in failures[0]
+    store.wedged = None  # the cause is gone: it advances, and says so once
+    with capture_logs() as logs:
+        settle(pipeline, fake)
+    assert store.get(bad.id).state is State.FINALIZED
+    assert [e["event"] for e in logs].count("intent.step_recovered") == 1
+
+
+def test_an_attempt_superseded_by_a_replacement_is_recorded_as_replaced() -> None:
+    pipeline, fake, store, _ = build(stuck_blocks=1)
+    record = pipeline.submit(Intent("superseded", to=fresh_address(), value=1))
+    pipeline.tick()
+    fake.base_fee = 5 * GWEI
+    fake.head += 1
+    pipeline.tick()  # stuck → replacement accepted by the node
+    original, replacement = store.attempts(record.id)
+    assert (original.status, replacement.status) == (AttemptStatus.REPLACED, AttemptStatus.BROADCAST)
+    settle(pipeline, fake)
+    assert [a.status for a in store.attempts(record.id)] == [AttemptStatus.REPLACED, AttemptStatus.MINED]
+    assert store.get(record.id).state is State.FINALIZED
+    # "replaced" is an attempt status only: a superseded *intent* is cancelled, there is no such intent state
+    assert "replaced" not in {state.value for state in State}
+
+
+def test_cancel_and_reorg_checkpoints_are_announced() -> None:
+    labels: list[str] = []
+    pipeline, fake, store, _ = build(labels=labels, confirmations=3)
+    record = pipeline.submit(Intent("expiring", to=fresh_address(), value=1, deadline_block=1))
+    pipeline.tick()
+    fake.base_fee = 5 * GWEI
+    fake.head += 2  # past the deadline: cancelled by a self-transfer at its nonce
+    pipeline.tick()
+    assert [a.kind for a in store.attempts(record.id)] == ["original", "cancel"]
+    fake.mine()
+    pipeline.tick()
+    mined = store.get(record.id)
+    assert mined.state is State.MINED
+    fake.receipts.pop(mined.mined_tx_hash)  # a reorg took the block away
+    pipeline.tick()
+    assert {"cancel_signed", "reorged"} <= set(labels) and set(labels) <= set(CHECKPOINTS)
