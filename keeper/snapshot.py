@@ -321,6 +321,8 @@ def _check_assets(assets: Sequence[Asset]) -> None:
         at = f"assets[{i}]"
         if a.symbol in seen:
             raise InputError(f"{at}.symbol", f"duplicate symbol {a.symbol!r} (also assets[{seen[a.symbol]}])")
+        if a.symbol == "GLP":
+            raise InputError(f"{at}.symbol", "'GLP' names the GLP token itself (memory keys use it)")
         seen[a.symbol] = i
         _at_most(a.decimals, MAX_TOKEN_DECIMALS, f"{at}.decimals")
         _at_most(a.feed_decimals, MAX_FEED_DECIMALS, f"{at}.feed_decimals", " (marks are scaled to 1e30)")

@@ -124,7 +124,7 @@ def _cap_fraction(inp: FitInput, full: Holdings, m: Marks) -> tuple[Fraction, tu
             why.append(f"notional:{m.symbols[i]}")
         increase = full.debt[i] - cur.debt[i]
         room = inp.borrow_room[i]
-        if room is not None and increase > room:
+        if room is not None and increase > 0 and increase > room:  # over the cap already: repaying stays free
             lam = min(lam, Fraction(max(room, 0), increase))
             why.append(f"borrow_cap:{m.symbols[i]}")
     return lam, tuple(why)

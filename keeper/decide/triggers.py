@@ -47,7 +47,8 @@ def show(value: Fraction | None, places: int = 4) -> str:
     if value is None:
         return INFINITE
     with localcontext() as ctx:
-        ctx.prec = 80
+        whole = abs(value.numerator) // value.denominator
+        ctx.prec = 80 + len(str(whole)) + places  # enough digits for any uint256-sized value and its places
         quotient = Decimal(value.numerator) / Decimal(value.denominator)
         return format(quotient.quantize(Decimal(1).scaleb(-places)).normalize(), "f")
 

@@ -465,3 +465,21 @@ def test_a_profit_plan_settles_only_the_vaults_that_refit() -> None:
     after = d.memory_after_execution
     assert dict(after.oi_applied)["WETH"] == 1600 * 10**18 and after.oi_applied_vault == ()
     assert "WETH" not in dict(after.oi_drift_since)
+
+
+def test_a_vault_over_the_borrow_cap_still_repays_and_does_not_borrow() -> None:
+    """Borrow room is negative once the reserve is over its cap: repaying stays free, borrowing more is capped."""
+    snap, mem = fitted()
+    capped = with_weth(snap, borrow_cap_tokens=1)  # 1 WETH cap; the account owes ~54 WETH
+    b = capped.books[0]
+    over = with_account(replace(capped, books=(replace(b, debt=(0, b.debt[1] * 11 // 10, b.debt[2])),
+                                                *capped.books[1:])))
+    d = decide(over, {}, mem)
+    assert d.plan is not None
+    vp = d.plan.vault(0)
+    assert vp.debt[1] < 0 and not vp.partial
+    under = with_account(replace(capped, books=(replace(b, debt=(0, b.debt[1] * 9 // 10, b.debt[2])),
+                                                 *capped.books[1:])))
+    d = decide(under, {}, mem)
+    assert any(r.trigger == "delta_drift" and r.scope == "vault:0:WETH" and r.fired for r in d.triggers)
+    assert d.plan is None or all(v.debt[1] <= 0 for v in d.plan.vaults)  # no WETH borrowed over the cap

@@ -79,7 +79,8 @@ def test_table_shows_changes_targets_and_reasons() -> None:
 
 def test_snapshot_carries_memory_through_json() -> None:
     mem = Memory(oi_drift_since=(("WETH", NOW),), oi_applied=(("WBTC", -5), ("WETH", 10**21)), marked_at=NOW,
-                 hedge_pnl=((0, -(10**35)), (2, 7)), weights=(("WETH", NOW, 250_000),), halts=(("band:0:WETH", 1),))
+                 hedge_pnl=((0, -(10**35)), (2, 7)), weights=(("WETH", NOW, 250_000),), halts=(("band:0:WETH", 1),),
+                 oi_applied_vault=((2, "WETH", -(10**20)),), partial_targets=((0, "GLP", 10**24), (0, "WETH", 7)))
     snap = market(books=funded(), memory=mem)
     again = snapshot_from_json_dict(json.loads(json.dumps(snap.to_json_dict())))
     assert again.memory == mem
@@ -95,6 +96,10 @@ def test_snapshot_carries_memory_through_json() -> None:
     ({"hedge_pnl": [[0, 1], [0, 2]]}, "memory.hedge_pnl", "duplicate key"),
     ({"nope": []}, "memory.nope", "unknown field"),
     ({"weights": "x"}, "memory.weights", "expected a list"),
+    ({"partial_targets": [[0, "GLP"]]}, "memory.partial_targets[0]", "expected a list of 3 items"),
+    ({"partial_targets": [[0, "WETH", -1]]}, "memory.partial_targets[0][2]", "must not be negative"),
+    ({"oi_applied_vault": [[0, "WETH", 1], [0, "WETH", 2]]}, "memory.oi_applied_vault", "duplicate key"),
+    ({"oi_applied_vault": [["0", "WETH", 1]]}, "memory.oi_applied_vault[0][0]", "expected an integer"),
 ])
 def test_malformed_memory_names_the_field(raw: dict[str, Any], field: str, reason: str) -> None:
     with pytest.raises(InputError) as info:

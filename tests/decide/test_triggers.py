@@ -132,3 +132,10 @@ def test_rules_validation_names_the_rule() -> None:
     assert info.value.field == "rules.drift_bps"
     with pytest.raises(InputError, match="outer multiplier"):
         Rules(band_inner_mult_bps=5, band_outer_mult_bps=5)
+
+
+def test_show_handles_uint256_sized_values() -> None:
+    big = Fraction(2**256 - 1) * 10_000  # e.g. a drift in bps from an extreme snapshot value
+    assert t.show(big) == str((2**256 - 1) * 10_000)
+    assert t.show(Fraction(1, 3)) == "0.3333"
+    assert t.show(None) == "inf"
