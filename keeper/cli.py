@@ -134,34 +134,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan_lyf(data: dict[str, object], fmt: str) -> int:
-    """An LYF snapshot: {"kind": "lyf", <LyfState fields>, optional "last_price_num"/"last_price_den", "rules"}."""
-    from dataclasses import fields
+    """An LYF snapshot: {"kind": "lyf", <LyfState fields>, optional "last_price_num"/"last_price_den", "rules"}.
+
+    Validated by keeper.decide.lyf.lyf_input_from_json (a bad field exits 2 naming its JSON path). Prices are
+    stable smallest units per volatile smallest unit; the table shows them with 12 significant digits.
+    """
+    from decimal import Context
     from fractions import Fraction
 
-    from keeper.decide.lyf import LyfRules, LyfState, plan, position, triggers
-    from keeper.errors import InputError
+    from keeper.decide.lyf import lyf_input_from_json, plan, position, triggers
 
-    values: dict[str, int] = {}
-    for f in fields(LyfState):
-        raw = data.get(f.name, 30 if f.name == "fee_bps" else None)
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-            raise InputError(f.name, "missing" if raw is None else f"expected a non-negative integer, got {raw!r:.40}")
-        values[f.name] = raw
-    if values["lp_supply"] == 0 or values["price_den"] == 0:
-        raise InputError("lp_supply" if values["lp_supply"] == 0 else "price_den", "must be positive")
-    state = LyfState(**values)
-    rules_data = data.get("rules", {})
-    if not isinstance(rules_data, dict):
-        raise InputError("rules", "expected an object")
-    try:
-        rules = LyfRules(**{k: int(v) for k, v in rules_data.items()})
-    except TypeError as exc:
-        raise InputError("rules", str(exc)) from None
-    last_num, last_den = data.get("last_price_num"), data.get("last_price_den")
-    last = None
-    if isinstance(last_num, int) and isinstance(last_den, int) and last_den:
-        last = Fraction(last_num, last_den)
-    fired = triggers(state, rules, last)
+    def sig(value: Fraction) -> str:
+        return str(Context(prec=12).divide(value.numerator, value.denominator))
+
+    given = lyf_input_from_json(data)
+    state, rules = given.state, given.rules
+    fired = triggers(state, rules, given.last_price)
     pos = position(state)
     result = plan(state, rules) if fired.fired else None
     out: dict[str, Any] = {
@@ -169,21 +157,28 @@ def _plan_lyf(data: dict[str, object], fmt: str) -> int:
         "fired": list(fired.reasons),
         "plan": None if result is None else {
             "lp_to_remove": result.lp_to_remove, "stable_to_swap": result.stable_to_swap,
-            "volatile_to_swap": result.volatile_to_swap, "min_out": result.min_out,
-            "repay_stable": result.repay_stable, "repay_volatile": result.repay_volatile,
+            "volatile_to_swap": result.volatile_to_swap, "expected_out": result.expected_out,
+            "min_out": result.min_out, "repay_stable": result.repay_stable, "repay_volatile": result.repay_volatile,
             "final_leverage": str(result.final_leverage.limit_denominator(10**12)),
             "final_delta": result.final_delta, "slippage_bps": str(result.slippage_bps.limit_denominator(10**6)),
-            "pool_price_after": str(result.pool_price_after.limit_denominator(10**12)),
+            "swap_price": f"{result.swap_price.numerator}/{result.swap_price.denominator}",
+            "pool_price_after": f"{result.pool_price_after.numerator}/{result.pool_price_after.denominator}",
         },
     }
     if fmt == "json":
         print(json.dumps(out, indent=1))
-    else:
-        print(f"LYF position: leverage {out['leverage']}; " + ("; ".join(out["fired"]) or "within its band"))
-        for key, value in (out["plan"] or {}).items():
-            print(f"  {key}: {value}")
-        if out["plan"] is None:
-            print("no plan: nothing to do")
+        return 0
+    print(f"LYF position: leverage {sig(pos.leverage)}; " + ("; ".join(out["fired"]) or "within its band"))
+    if result is None:
+        print("no plan: nothing to do")
+        return 0
+    shown = {
+        **out["plan"], "final_leverage": sig(result.final_leverage), "slippage_bps": sig(result.slippage_bps),
+        "oracle_price": sig(state.price), "swap_price": sig(result.swap_price),
+        "pool_price_after": sig(result.pool_price_after),
+    }
+    for key, value in shown.items():
+        print(f"  {key}: {value}")
     return 0
 
 
@@ -205,13 +200,15 @@ def cmd_fees(args: argparse.Namespace) -> int:
         return 0
     print(render_table(records) if records else "no rebalance has been accounted yet")
     if ledger is not None:
-        pools = ledger["ledger"]["pools"]
-        for pool in pools:
-            print(f"\nfee ledger, pool {pool['pool_id']}: {len(pool['acc']) - 1} rebalances, total cost "
+        statement = ledger.get("statement", {})
+        for pool in ledger["ledger"]["pools"]:
+            print(f"\nfee ledger, {pool['pool_id']}: {len(pool['acc']) - 1} rebalances, total cost "
                   f"{int(pool['total_cost']) / 10**6:,.6f} USD, charged {int(pool['total_charged']) / 10**6:,.6f} USD")
+            owed = statement.get(pool["pool_id"], {})
             for holder in pool["holders"]:
-                print(f"  vault {holder['holder_id']}: charged {int(holder['charged']) / 10**6:,.6f} USD "
-                      f"(settled at rebalance {holder['settled_at']})")
+                due = int(owed.get(holder["holder_id"], {}).get("owed", 0))
+                print(f"  holder {holder['holder_id']}: charged {int(holder['charged']) / 10**6:,.6f} USD, owed "
+                      f"{due / 10**6:,.6f} USD (settled at rebalance {holder['settled_at']})")
     return 0
 
 

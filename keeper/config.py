@@ -133,6 +133,9 @@ class ContractSettings(_Section):
     reward_router: Address
     pool: Address
     glp: Address
+    # where the fee ledger's depositor scan (VaultManager `Deposited` logs) starts: the VaultManager's
+    # deployment block (0 scans from genesis: correct, only slower on a long chain)
+    deployed_at_block: int = Field(default=0, ge=0)
 
 
 class SignerSettings(_Section):

@@ -244,7 +244,7 @@ class KeeperApp:
         self._chain_problems: dict[str, str] = {}  # "head" / "read" → why the chain check fails
         # the depositor log scan starts at the VaultManager's deployment block once the config has one
         self.fees = FeeLedger(self.store, c.vault_manager, c.multicall,
-                              start_block=int(getattr(c, "deployed_at_block", 0) or 0))
+                              start_block=c.deployed_at_block)
         self._persist_hooks: list[PersistHook] = []  # extra pipeline on_persist callbacks (tests, drills)
         self.lyf = LyfJob(self) if cfg.lyf.positions else None
         self.metrics.dry_run.set(1 if cfg.safety.dry_run else 0)

@@ -7,6 +7,7 @@ PnL settlement, health factor, net OI after 2h), serve metrics and health, and s
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -214,4 +215,10 @@ def test_daemon_rebalances_on_every_trigger_and_stops_cleanly(
         assert charged <= int(pool["total_cost"])  # never overcharged; the rest is carried, not lost
         owed = accounted["ledger"]["statement"][name]
         assert sum(x["charged"] + x["owed"] for x in owed.values()) == int(pool["total_cost"])
+    table = subprocess.run([sys.executable, "-m", "keeper.cli", "fees", "--config", config],
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    for name in pools:  # the table names each vault's ledger and its holders with charged and owed amounts
+        assert f"fee ledger, {name}: " in table.stdout
+    assert re.search(r"^  holder \S+: charged [0-9,.]+ USD, owed [0-9,.]+ USD", table.stdout, re.M), table.stdout
     assert "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"[2:] not in log  # the signer key
