@@ -66,6 +66,7 @@ class ChainSettings(_Section):
     rpc_urls: list[Url] = Field(min_length=1)
     send_url: Url | None = None  # private / MEV-protected endpoint; public broadcast after send_fallback_blocks
     send_fallback_blocks: int = Field(default=3, ge=1)
+    send_private_max_failures: int = Field(default=3, ge=1)  # consecutive private send failures → public broadcast
     request_timeout_seconds: float = Field(default=5.0, gt=0)  # one try per endpoint, then failover
     max_head_lag_blocks: int = Field(default=3, ge=0)  # an endpoint further behind the others is failed over
     failover_cooldown_seconds: float = Field(default=30.0, gt=0)  # a failed endpoint is avoided this long

@@ -321,6 +321,7 @@ class KeeperApp:
             stuck_blocks=g.replace_after_blocks,
             gas=policy,
             private_fallback_blocks=self.cfg.chain.send_fallback_blocks,
+            private_max_failures=self.cfg.chain.send_private_max_failures,
             epoch=self._standby_epoch(),  # set by _refresh_leadership when the lease is held
             force_legacy=g.legacy,
         )
