@@ -26,6 +26,7 @@ interface ILyfLender {
     function borrow(address asset, uint256 amount) external;
     function repay(address asset, uint256 amount) external returns (uint256);
     function debtOf(address borrower, address asset) external view returns (uint256);
+    function debtAt(address borrower, address asset, uint256 timestamp) external view returns (uint256);
 }
 
 interface ILyfFarm {
@@ -34,4 +35,5 @@ interface ILyfFarm {
     function claim() external returns (uint256);
     function balanceOf(address account) external view returns (uint256);
     function pendingRewards(address account) external view returns (uint256);
+    function pendingRewardsAt(address account, uint256 timestamp) external view returns (uint256);
 }

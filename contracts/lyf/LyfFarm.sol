@@ -11,6 +11,7 @@ import {IERC20} from "../interfaces/IERC20.sol";
 contract LyfFarm {
     error NotOwner(address caller);
     error InvalidAmount();
+    error PastTimestamp(uint256 timestamp, uint256 blockTimestamp);
     error InsufficientStake(address account, uint256 staked, uint256 amount);
 
     event RewardRateSet(uint256 rewardPerSecond);
@@ -48,13 +49,29 @@ contract LyfFarm {
     }
 
     function rewardPerShare() public view returns (uint256) {
-        if (totalStaked == 0) return rewardPerShareStored;
-        return rewardPerShareStored + (block.timestamp - lastUpdateTime) * rewardPerSecond * PRECISION / totalStaked;
+        return _rewardPerShareAt(block.timestamp);
     }
 
     /// Rewards `account` could claim in this block.
     function pendingRewards(address account) public view returns (uint256) {
-        return rewards[account] + balanceOf[account] * (rewardPerShare() - rewardPerSharePaid[account]) / PRECISION;
+        return _pendingAt(account, block.timestamp);
+    }
+
+    /// Rewards `account` could claim at `timestamp` (≥ this block's), provided nothing updates the farm before
+    /// (same accumulator and rounding as `pendingRewards`).
+    function pendingRewardsAt(address account, uint256 timestamp) external view returns (uint256) {
+        if (timestamp < block.timestamp) revert PastTimestamp(timestamp, block.timestamp);
+        return _pendingAt(account, timestamp);
+    }
+
+    function _rewardPerShareAt(uint256 timestamp) internal view returns (uint256) {
+        if (totalStaked == 0) return rewardPerShareStored;
+        return rewardPerShareStored + (timestamp - lastUpdateTime) * rewardPerSecond * PRECISION / totalStaked;
+    }
+
+    function _pendingAt(address account, uint256 timestamp) internal view returns (uint256) {
+        uint256 perShare = _rewardPerShareAt(timestamp) - rewardPerSharePaid[account];
+        return rewards[account] + balanceOf[account] * perShare / PRECISION;
     }
 
     function stake(uint256 amount) external {

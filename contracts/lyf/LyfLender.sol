@@ -16,6 +16,7 @@ contract LyfLender {
     error UnknownAsset(address asset);
     error InsufficientLiquidity(address asset);
     error InvalidAmount();
+    error PastTimestamp(uint256 timestamp, uint256 blockTimestamp);
 
     event RateSet(address indexed asset, uint256 rateRay);
     event BorrowerSet(address indexed borrower, bool allowed);
@@ -92,10 +93,15 @@ contract LyfLender {
 
     /// Debt including interest accrued up to this block (rounded up).
     function debtOf(address borrower, address asset) public view returns (uint256) {
-        Reserve storage r = _reserve(asset);
-        UserDebt storage d = debts[borrower][asset];
-        if (d.principal == 0) return 0;
-        return _ceilDiv(d.principal * _currentIndex(r), d.index);
+        return _debtAt(borrower, _reserve(asset), asset, block.timestamp);
+    }
+
+    /// The debt a transaction mined at `timestamp` (≥ this block's) will see, provided nothing touches the
+    /// reserve before: the same linear index from its last update and the same rounding as `debtOf`. Lets a
+    /// keeper plan a repayment for the block that executes it rather than the block it read.
+    function debtAt(address borrower, address asset, uint256 timestamp) external view returns (uint256) {
+        if (timestamp < block.timestamp) revert PastTimestamp(timestamp, block.timestamp);
+        return _debtAt(borrower, _reserve(asset), asset, timestamp);
     }
 
     // ---- actions ----
@@ -145,8 +151,22 @@ contract LyfLender {
         if (!r.listed) revert UnknownAsset(asset);
     }
 
+    function _debtAt(address borrower, Reserve storage r, address asset, uint256 timestamp)
+        internal
+        view
+        returns (uint256)
+    {
+        UserDebt storage d = debts[borrower][asset];
+        if (d.principal == 0) return 0;
+        return _ceilDiv(d.principal * _indexAt(r, timestamp), d.index);
+    }
+
     function _currentIndex(Reserve storage r) internal view returns (uint256) {
-        uint256 dt = block.timestamp - r.lastUpdate;
+        return _indexAt(r, block.timestamp);
+    }
+
+    function _indexAt(Reserve storage r, uint256 timestamp) internal view returns (uint256) {
+        uint256 dt = timestamp - r.lastUpdate;
         if (dt == 0 || r.rate == 0) return r.index;
         return r.index * (RAY + r.rate * dt / SECONDS_PER_YEAR) / RAY;
     }

@@ -186,6 +186,18 @@ contract LyfPosition {
         return farm.pendingRewards(address(this));
     }
 
+    /// Both debts as a rebalance mined at `timestamp` (≥ this block's) will see them, if neither lender reserve
+    /// is touched before (LyfLender.debtAt): the keeper plans the repayments for the block that executes them.
+    function debtsAt(uint256 timestamp) external view returns (uint256 volatileDebt, uint256 stableDebt) {
+        volatileDebt = lender.debtAt(address(this), address(volatileToken), timestamp);
+        stableDebt = lender.debtAt(address(this), address(stableToken), timestamp);
+    }
+
+    /// Farm rewards the rebalance's claim will collect at `timestamp` (LyfFarm.pendingRewardsAt).
+    function pendingRewardsAt(uint256 timestamp) external view returns (uint256) {
+        return farm.pendingRewardsAt(address(this), timestamp);
+    }
+
     /// (LP volatile, LP stable, loose volatile, loose stable, pending rewards).
     function holdings() external view returns (uint256, uint256, uint256, uint256, uint256) {
         Marks memory m = _marks();

@@ -8,7 +8,7 @@ runs under the `chain` fixture's snapshot.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -20,7 +20,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from keeper.chain.lyf_reader import read_lyf_state
-from keeper.decide.lyf import LyfPlan, LyfRules, LyfState, plan, position, triggers
+from keeper.decide.lyf import LyfPlan, LyfRules, LyfState, onchain_leverage, plan, position, triggers
 from keeper.devnet.anvil import Anvil, rpc
 from keeper.devnet.deploy import Deployment, contract, send
 from keeper.devnet.lyf import RATES, LyfDeployment, deploy_lyf, move_price
@@ -300,16 +300,35 @@ def _read_latest(w3: Web3, x: Lyf) -> tuple[LyfState, int]:
     return read_lyf_state(w3, x.d, block["number"]), int(block["timestamp"])
 
 
+# One block later than the read, at a 12-second block time (an Ethereum slot; Avalanche's is ~2 s): the
+# plan is made from the read block's state with the debts and rewards projected to this timestamp.
+LAG = 12
+
+
+def _lender_position(x: Lyf, block: int, at: int) -> tuple[int, int, int]:
+    """(volatile debt, stable debt, pending rewards) the position will have at `at`, seen from `block`."""
+    debt_v, debt_s = x.pos.functions.debtsAt(at).call(block_identifier=block)
+    return debt_v, debt_s, x.pos.functions.pendingRewardsAt(at).call(block_identifier=block)
+
+
 def test_rebalance_after_price_rise_reaches_target_in_one_transaction(
     w3: Web3, lyf: Lyf, anvil: Anvil, chain: Any
 ) -> None:
-    """+10% and 30 days of interest and rewards; the plan, executed at the read's timestamp (see the
-    next test for a late execution), lands on 3.00× and neutral, exactly as `simulate()` predicted."""
+    """+10% and 30 days of interest and rewards; read at block B (time t), planned for a transaction mined at
+    t + LAG (debts and rewards projected with `debtsAt` / `pendingRewardsAt`), executed at t + LAG: it lands
+    on 3.00× (at or just below) and neutral to the unit, exactly as `simulate()` predicted."""
     x, keeper = lyf, lyf.d.keeper
     last_price = _latest_state(w3, x).price
     move_price(w3, x.d, Fraction(11, 10))
     _age(anvil, 30 * 86_400)  # interest on both debts, farm rewards pending
-    state, read_at = _read_latest(w3, x)
+    at_read, read_at = _read_latest(w3, x)
+    block = w3.eth.block_number
+    execute_at = read_at + LAG
+    state = read_lyf_state(w3, x.d, block, execute_at=execute_at)
+    # the projection is what the LAG seconds add: interest on both debts and the farm's rewards
+    one_second_v = Fraction(at_read.debt_volatile) * RATES["AVAX"] / YEAR
+    assert abs(state.debt_volatile - at_read.debt_volatile - LAG * one_second_v) < LAG * one_second_v / 100
+    assert state.debt_stable > at_read.debt_stable and state.pending_rewards_stable > at_read.pending_rewards_stable
     assert state.pending_rewards_stable > 0
     before = position(state)
     assert before.leverage > Fraction(305, 100) and before.delta < 0  # drifted up, net short
@@ -319,13 +338,14 @@ def test_rebalance_after_price_rise_reaches_target_in_one_transaction(
     p = plan(state, LyfRules())
     assert p.stable_to_swap > 0 and p.volatile_to_swap == 0
     assert p.repay_stable < 0  # the buy-back costs more stable than the removal frees: borrow the rest
-    fn = x.pos.functions.rebalance(*_rebalance_args(p, read_at + 600))
-    receipt = _send_at(w3, anvil, fn, keeper, read_at)
+    fn = x.pos.functions.rebalance(*_rebalance_args(p, execute_at + 600))
+    receipt = _send_at(w3, anvil, fn, keeper, execute_at)
     gas = receipt["gasUsed"]
     lev = x.pos.functions.leverageWad().call()
     delta = x.pos.functions.delta().call()
-    print(f"\nLYF rebalance +10%: gas {gas}, leverageWad {lev}, delta {delta}, plan {p}")
-    assert gas < GAS_LIMIT
+    print(f"\nLYF rebalance +10%, {LAG} s after the read: gas {gas}, leverageWad {lev}, delta {delta}")
+    assert gas < GAS_LIMIT  # the issue's budget: 1.8M
+    assert lev <= 3 * WAD  # never above target because of rounding
     assert abs(Fraction(lev, WAD) - 3) < Fraction(1, 10**6)
     assert abs(delta) <= 1  # LP volatile = volatile debt within one unit
     assert lev == p.final_leverage * WAD // 1 and delta == p.final_delta  # the chain reproduces simulate()
@@ -338,25 +358,84 @@ def test_rebalance_after_price_rise_reaches_target_in_one_transaction(
     assert triggers(_latest_state(w3, x), LyfRules(), state.price).fired is False
 
 
-def test_late_execution_leaves_a_second_of_volatile_interest_as_delta(
+def test_projection_views_match_the_later_block_and_refuse_the_past(
     w3: Web3, lyf: Lyf, anvil: Anvil, chain: Any
 ) -> None:
-    """The plan's repayments are fixed amounts: executed one second after the read, the volatile debt has
-    grown by one second of interest (3%/year on ~70k AVAX ≈ 6.6e13 units) that the repayment misses."""
+    """debtsAt / pendingRewardsAt at a later timestamp are what debts / pendingRewards read in the block mined
+    then (nothing touched the lender or the farm in between); a past timestamp reverts."""
+    x = lyf
+    _age(anvil, 86_400)
+    block = w3.eth.get_block("latest")
+    projected = _lender_position(x, block["number"], block["timestamp"] + 100)
+    rpc(anvil.url, "evm_setNextBlockTimestamp", [block["timestamp"] + 100])
+    rpc(anvil.url, "evm_mine")
+    assert (*x.pos.functions.debts().call(), x.pos.functions.pendingRewards().call()) == projected
+    now = w3.eth.get_block("latest")["timestamp"]
+    assert _lender_position(x, w3.eth.block_number, now) == projected  # at the block's own time: debtOf
+    assert revert_of(x.pos.functions.debtsAt(now - 1), x.d.keeper) == ("PastTimestamp", (now - 1, now))
+    assert revert_of(x.pos.functions.pendingRewardsAt(now - 1), x.d.keeper) == ("PastTimestamp", (now - 1, now))
+
+
+def test_execution_later_than_planned_leaves_that_interest_as_delta(
+    w3: Web3, lyf: Lyf, anvil: Anvil, chain: Any
+) -> None:
+    """The plan's repayments are fixed amounts: planned for t + LAG but mined one second later, the volatile
+    debt has grown by one more second of interest (3%/year on ~70k AVAX ≈ 6.6e13 units) that the repayment
+    misses, exactly `debtAt(t + LAG + 1) − debtAt(t + LAG)`; leverage moves by that second's interest net of
+    its rewards, ≈ 3e-8 (see the bound below), far inside 1e-6."""
     x = lyf
     move_price(w3, x.d, Fraction(11, 10))
     _age(anvil, 30 * 86_400)
-    state, read_at = _read_latest(w3, x)
+    _, read_at = _read_latest(w3, x)
+    block = w3.eth.block_number
+    planned_at, mined_at = read_at + LAG, read_at + LAG + 1
+    state = read_lyf_state(w3, x.d, block, execute_at=planned_at)
     p = plan(state, LyfRules())
-    _send_at(w3, anvil, x.pos.functions.rebalance(*_rebalance_args(p, read_at + 600)), x.d.keeper, read_at + 1)
+    dv_1, ds_1, rewards_1 = _lender_position(x, block, mined_at)
+    missed_v, missed_s, extra_rewards = (dv_1 - state.debt_volatile, ds_1 - state.debt_stable,
+                                         rewards_1 - state.pending_rewards_stable)
+    _send_at(w3, anvil, x.pos.functions.rebalance(*_rebalance_args(p, planned_at + 600)), x.d.keeper, mined_at)
     lev = x.pos.functions.leverageWad().call()
     delta = x.pos.functions.delta().call()
     one_second = Fraction(state.debt_volatile) * RATES["AVAX"] / YEAR
-    print(
-        f"\nLYF rebalance +10%, 1 s late: leverageWad {lev}, delta {delta} (a second of interest {float(one_second)})"
-    )
-    assert abs(Fraction(lev, WAD) - 3) < Fraction(1, 10**6)  # leverage barely moves
-    assert abs(-delta - one_second) < one_second / 100  # but neutrality is off by exactly that interest
+    print(f"\nLYF rebalance +10%, 1 s later than planned: leverageWad {lev}, delta {delta} "
+          f"(a second of interest {float(one_second):.4g})")
+    assert abs(missed_v - one_second) < one_second / 100
+    assert delta == p.final_delta - missed_v  # neutrality is off by exactly that second's interest
+    # assets A and equity E after the plan; the second adds ΔL = missed_v·p + missed_s of debt and ΔR of rewards
+    # (loose stable): d(A/E) = (ΔR·E − A·(ΔR − ΔL)) / E² to first order, so |Δlev| ≤ (ΔR·E + A·|ΔR − ΔL|)/E² · 1.01
+    a = p.final_leverage  # = A/E; work per unit of E after the plan (E ≈ 1M USDC)
+    equity = position(state).equity  # E before the plan; the rebalance costs only the swap's fee and impact
+    d_liab = missed_v * state.price + missed_s
+    bound = (extra_rewards + a * abs(extra_rewards - d_liab)) / equity * Fraction(102, 100)
+    assert abs(Fraction(lev, WAD) - p.final_leverage) <= bound + Fraction(1, WAD)
+    assert bound < Fraction(1, 10**7)
+    assert abs(Fraction(lev, WAD) - 3) < Fraction(1, 10**6)
+
+
+def test_the_reader_counts_loose_volatile_as_the_contract_does(w3: Web3, lyf: Lyf, anvil: Anvil, chain: Any) -> None:
+    """A rebalance leaves the swap's dust as loose volatile. The reader puts it in the state, so the planner's
+    leverage is the contract's to the last wei of 1e18, and the next rebalance, planned with the dust, still
+    never ends above target."""
+    x = lyf
+    for step, move in enumerate((Fraction(11, 10), Fraction(108, 100))):
+        move_price(w3, x.d, move)
+        _age(anvil, 15 * 86_400)
+        _, read_at = _read_latest(w3, x)
+        state = read_lyf_state(w3, x.d, w3.eth.block_number, execute_at=read_at + LAG)
+        if step == 1:
+            assert state.loose_volatile == x.avax.functions.balanceOf(x.d.position).call() > 0
+            now = read_lyf_state(w3, x.d, w3.eth.block_number)
+            assert onchain_leverage(now) * WAD // 1 == x.pos.functions.leverageWad().call()
+            without = replace(now, loose_volatile=0)
+            assert onchain_leverage(without) * WAD // 1 != x.pos.functions.leverageWad().call()
+        p = plan(state, LyfRules())
+        _send_at(w3, anvil, x.pos.functions.rebalance(*_rebalance_args(p, read_at + 600)), x.d.keeper,
+                 read_at + LAG)
+        lev = x.pos.functions.leverageWad().call()
+        assert lev == p.final_leverage * WAD // 1 <= 3 * WAD
+        assert abs(Fraction(lev, WAD) - 3) < Fraction(1, 10**6)
+        assert abs(x.pos.functions.delta().call()) <= 1
 
 
 def test_rebalance_outside_bounds_reverts_with_decoded_errors(w3: Web3, lyf: Lyf, anvil: Anvil, chain: Any) -> None:
