@@ -5,9 +5,10 @@
 - `process`: the daemon as a subprocess (config, start, SIGKILL/SIGSTOP/SIGCONT, metrics, /proc stats).
 - `chainops`: chain events on anvil (reorgs, mempool eviction, base-fee spikes) and bad data (oracle
   prices, GMX spread, pool state).
-- `audit`: the journal against the chain (duplicates, lost intents, nonce gaps).
+- `audit`: the journal against the chain (duplicates, lost intents, nonce gaps, each intent effective once).
 - `results` / `report`: result rows under `.keeper/reliability/` and RELIABILITY.md rendered from them.
-- `secrets`: scans text for a signing key in any spelling.
+- `manifest`: the expected scenarios (what the report must show, and which test writes each row).
+- `secrets`: finds a signing key in text in any spelling; `SecretScan`, the session-wide scan of the suites.
 
 Never imported by the keeper's own decision or execution path.
 """
