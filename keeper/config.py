@@ -184,13 +184,14 @@ class LyfPositionSettings(_Section):
     stable: Address
     feed: Address  # Chainlink-style oracle: stable per volatile
     feed_heartbeat_seconds: int = Field(default=3900, gt=0)  # an older answer is stale: no trade
-    target_leverage_bps: int = Field(default=30_000, gt=10_000)
-    leverage_band_bps: int = Field(default=1_000, gt=0)
-    price_move_bps: int = Field(default=1_000, gt=0)
-    delta_tolerance_bps: int = Field(default=200, gt=0)
+    # the planner's own ranges (keeper.decide.lyf.RULE_RANGES), so a bad value is named here at load time
+    target_leverage_bps: int = Field(default=30_000, gt=10_000, le=1_000_000)  # above 1×, at most 100×
+    leverage_band_bps: int = Field(default=1_000, gt=0, le=1_000_000)
+    price_move_bps: int = Field(default=1_000, gt=0, le=1_000_000)
+    delta_tolerance_bps: int = Field(default=200, gt=0, le=1_000_000)
     slippage_bps: int = Field(default=50, gt=0, le=1_000)
-    deadline_seconds: int = Field(default=48 * 3600, gt=0)  # must rebalance at least this often
-    cost_gate_bps: int = Field(default=500, gt=0)
+    deadline_seconds: int = Field(default=48 * 3600, gt=0, le=10 * 365 * 86_400)  # must rebalance this often
+    cost_gate_bps: int = Field(default=500, gt=0, le=1_000_000)
     gas_units: int = Field(default=400_000, gt=0)  # the cost gate's gas estimate (measured: ~360k)
     gas_price_wei: int = Field(default=100_000_000, ge=0)  # the cost gate's gas price (0.1 gwei)
     tx_deadline_seconds: int = Field(default=600, gt=0)  # the transaction's own deadline argument

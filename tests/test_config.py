@@ -118,6 +118,15 @@ def test_bad_lyf_fields_are_named(tmp_path: Path) -> None:
     assert "lyf.positions.0.surprise: unknown setting" in text
 
 
+def test_lyf_rules_beyond_the_planner_ranges_are_named_at_load(tmp_path: Path) -> None:
+    bad = lyf_position(target_leverage_bps=1_000_001, deadline_seconds=10 * 365 * 86_400 + 1)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, {**VALID, "lyf": {"positions": [bad]}}))
+    text = str(info.value)
+    assert "lyf.positions.0.target_leverage_bps: Input should be less than or equal to 1000000" in text
+    assert "lyf.positions.0.deadline_seconds: Input should be less than or equal to 315360000" in text
+
+
 # --- secrets directory, precedence, source errors --------------------------------------------------------------
 
 DEV_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil dev key #1 (devnet only)
