@@ -391,11 +391,9 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Devnet + the real daemon + a market simulator; live table, summary, report."""
-    from keeper.devnet.demo import DemoOptions, run_demo
+    from keeper.devnet.demo import options_from_args, run_demo
 
-    options = DemoOptions(days=args.days, step_seconds=args.step_hours * 3600, seed=args.seed,
-                          out=Path(args.state_dir), live=not args.no_live)
-    return run_demo(options)
+    return run_demo(options_from_args(args))  # a bad flag value: InputError naming the flag (exit 2)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -481,10 +479,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("keys", nargs="*", metavar="KEY", help="halt key to acknowledge, e.g. band:1:WETH")
 
     p = add("demo", cmd_demo)
+    # values are checked by keeper.devnet.demo.options_from_args (range, units; a bad one exits 2 naming the flag)
     p.add_argument("--state-dir", default=".keeper/demo", help="where the demo writes its config, log and report")
-    p.add_argument("--days", type=int, default=8, help="simulated days (default 8)")
-    p.add_argument("--step-hours", type=int, default=2, help="simulated hours per step (default 2)")
-    p.add_argument("--seed", type=int, default=11, help="market path seed")
+    p.add_argument("--days", help="simulated days, 1-365 (default 8)")
+    p.add_argument("--step-hours", help="simulated hours per step, a divisor of 24 (default 2)")
+    p.add_argument("--seed", help="market path seed, >= 0 (default 11)")
+    p.add_argument("--vol", help="annual volatility in %%, 0-500: one number for WETH and WBTC or per asset "
+                                 "(default WETH=80,WBTC=60)")
+    p.add_argument("--crash-day", help="simulated day of the crash, 0 < day <= --days (default 3/8 of the run)")
+    p.add_argument("--crash-pct", help="price lost at the crash in %%, 0 <= pct < 100, one number or per asset "
+                                       "(default WETH=22,WBTC=18; 0: none)")
+    p.add_argument("--rally-day", help="simulated day of the rally, 0 < day <= --days (default 5/8 of the run)")
+    p.add_argument("--rally-pct", help="price gained at the rally in %%, 0-1000, one number or per asset "
+                                       "(default WETH=30,WBTC=25; 0: none)")
+    p.add_argument("--step-wall-seconds", help="real seconds of blocks the daemon gets per step, 0.05-60 (default 0.6)")
     p.add_argument("--no-live", action="store_true", help="print periodic tables instead of a live screen")
 
     p = add("backtest", cmd_backtest)

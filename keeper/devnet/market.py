@@ -77,10 +77,31 @@ class Market:
     def url(self) -> str:
         return str(self.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
 
-    def set_prices(self, prices: Mapping[str, Decimal]) -> None:
+    def set_prices(self, prices: Mapping[str, Decimal], *, wait: bool = True) -> None:
+        """Every feed in `prices` answers its USD price from the next block. `wait=False` only sends (the
+        caller mines: with automine off the updates land in the next block it mines)."""
         for symbol, usd in prices.items():
             answer = int((usd * 10**FEED_DECIMALS).to_integral_value())
-            send(self.w3, self._feeds[symbol].functions.setAnswer(answer), self.d.owner, f"price {symbol}")
+            fn = self._feeds[symbol].functions.setAnswer(answer)
+            if wait:
+                send(self.w3, fn, self.d.owner, f"price {symbol}")
+            else:
+                fn.transact({"from": self.d.owner, "gas": 200_000})
+
+    def add_vaults(self, count: int, per_block: int = 200) -> int:
+        """`count` empty vaults (denominations cycling USDC, WETH, WBTC) added to the VaultManager, `per_block`
+        per mined block (automine off meanwhile, restored after); returns the manager's vault count."""
+        rpc(self.url, "evm_setAutomine", [False])
+        try:
+            for i in range(count):
+                self._vm.functions.addVault(i % 3).transact({"from": self.d.owner, "gas": 400_000})
+                if i % per_block == per_block - 1:
+                    rpc(self.url, "evm_mine")
+            rpc(self.url, "evm_mine")
+        finally:
+            rpc(self.url, "evm_setAutomine", [True])
+        value: int = self._vm.functions.vaultCount().call()
+        return value
 
     def set_open_interest(self, symbol: str, reserved_tokens: Decimal, short_usd: Decimal, short_avg: Decimal) -> None:
         token = self.d.tokens[symbol]
