@@ -140,7 +140,7 @@ def _reason(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = str(getattr(crash, "message", "") or report.longreprtext).strip()
     if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
-        text = str(report.longrepr[2])
+        text = str(report.longrepr[2]).removeprefix("Skipped: ")
     first = " ".join(text.split())[:300]
     lowered = first.lower()
     if any(n in lowered for key in SCAN.keys.values() for n in key_variants(key)):
