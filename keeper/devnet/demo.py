@@ -428,7 +428,8 @@ class Demo:
                 factor = 1 + (path[step]["WETH"] / path[step - 1]["WETH"] - 1) * Decimal("1.5")
                 avax *= factor
                 move_price(w3, self.lyf, Fraction(factor))
-            eth_reserved = oi_swing(step, 2 * day, Decimal(3000), Decimal("0.35"))
+            # traders open and close longs: ±35% around the deployed 3,000 WETH reserved, from the deployed level
+            eth_reserved = oi_swing(step + day // 2, 2 * day, Decimal(3000), Decimal("0.35"))
             market.set_open_interest("WETH", eth_reserved, Decimal(10_000_000), Decimal(3100))
             if step % day == day // 2:  # a deposit a day, a withdrawal every other day
                 user = d.users[step % 2]
