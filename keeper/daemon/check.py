@@ -59,7 +59,8 @@ def check_world(cfg: KeeperSettings, say: Callable[[str], None]) -> int:
     if w3 is None:
         result(False, "no endpoint answered: cannot check contracts, keeper role or balance")
         return problems
-    for name, address in cfg.contracts.model_dump().items():
+    addresses = {k: v for k, v in cfg.contracts.model_dump().items() if isinstance(v, str)}  # not deployed_at_block
+    for name, address in addresses.items():
         code = w3.eth.get_code(Web3.to_checksum_address(address))
         result(len(code) > 0, f"contracts.{name}: {'code present' if code else 'no code'} at {address}")
     keeper = _signer_address(cfg, result)
