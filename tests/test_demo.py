@@ -99,14 +99,15 @@ def test_live_table_shows_the_books_within_120_columns() -> None:
     big = Decimal("98765432.10")
     vaults = {v: VaultRow(equity=big, glp=big, hedge=(big, Decimal("12345.678"), Decimal(0)), collateral_usd=big,
                           buffer_usd=Decimal("9876543"), drift=Decimal("0.2345"), hedge_pnl=Decimal("-0.1234"),
-                          fees_usd=Decimal("1234567"), gas_usd=Decimal("12345")) for v in range(3)}
+                          fees_usd=Decimal("1234567"), gas_eth=Decimal("123.4567"), hf=Decimal("1.5"),
+                          hf_before=Decimal("1.1")) for v in range(3)}
     row = Row(step=96, time=0, block=123456, prices={"WETH": Decimal("3999.99"), "WBTC": Decimal("65432.1")},
               hf_before=Decimal("1.18"), hf=Decimal("1.5"), vaults=vaults, rebalances=1234, in_flight=3,
               last_action="rebalance #1234 at step 96")
     lines = demo.table(row, unmined=1)
     assert max(len(line) for line in lines) <= WIDTH
     header = lines[2]
-    for column in ("GLP units", "hedge USDC", "hedge WETH", "hedge WBTC", "collat. $", "buffer $", "fees $", "gas $"):
+    for column in ("GLP units", "hedge USDC", "hedge WETH", "hedge WBTC", "collat. $", "buffer $", "fees $", "gas ETH"):
         assert column in header
     first = lines[3].split()
     assert first[:4] == ["0", "usdc", "98,765,432", "98,765,432"] and "12,345.678" in first and "-" in first
@@ -187,9 +188,13 @@ def test_one_day_demo_runs_the_daemon_and_writes_the_report(tmp_path: Path) -> N
         rows = list(csv.DictReader(handle))
     assert len(rows) == 12
     for column in ("hf", "hf_before", "glp_0", "hedge_WETH_0", "collateral_usd_0", "buffer_usd_0", "fees_usd_0",
-                   "gas_usd_0", "drift_2", "equity_usd_1"):
+                   "gas_eth_0", "hf_0", "hf_before_0", "drift_2", "equity_usd_1"):
         assert column in rows[0], column
     assert int(rows[-1]["rebalances"]) == summary["rebalances_on_chain"]
+    for v in ("0", "1", "2"):  # cumulative costs from the journal only grow, whatever the prices do
+        fees = [Decimal(r[f"fees_usd_{v}"]) for r in rows]
+        assert fees == sorted(fees)
+    assert Decimal(vaults["0"]["min_health_factor"]) > 1  # the vault's own HF, never liquidatable here
     for name in PLOTS:
         data = (report / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, name

@@ -184,8 +184,10 @@ class VaultRow:
     buffer_usd: Decimal  # cash in the denomination
     drift: Decimal  # max |hedge / target − 1| over the assets
     hedge_pnl: Decimal  # hedge PnL since settlement / equity
-    fees_usd: Decimal  # cumulative GMX fees (keeper_fees_paid_total at this step's prices)
-    gas_usd: Decimal  # cumulative gas (keeper_gas_spent_wei_total at this step's ETH price)
+    fees_usd: Decimal  # cumulative GMX fees, at the oracle when each rebalance was mined (journal, exact)
+    gas_eth: Decimal  # cumulative gas (journal, exact)
+    hf: Decimal  # the vault's own health factor after the step (0 = no debt)
+    hf_before: Decimal  # ... after the market's move, before the keeper answered
 
 
 @dataclass
@@ -194,8 +196,8 @@ class Row:
     time: int
     block: int
     prices: dict[str, Decimal]
-    hf_before: Decimal  # after the market's move, before the keeper answered (0 = no debt)
-    hf: Decimal  # after the step (the keeper's answer mined)
+    hf_before: Decimal  # the account's, after the market's move, before the keeper answered (0 = no debt)
+    hf: Decimal  # the account's after the step (the keeper's answer mined)
     vaults: dict[int, VaultRow]
     rebalances: int  # VaultManager.rebalanceCount: mined, successful
     in_flight: int  # intents not final yet (keeper_pending_transactions)
@@ -305,6 +307,14 @@ def tally(store: Store, sender: str) -> JournalTally:
         if lyf is not None:
             lyf_n += 1
             lyf_triggers.update(set(json.loads(lyf).get("triggers", [])))
+    fees, gas, unattributed = costs(store)
+    return JournalTally(dict(vault_triggers), vault_n, dict(lyf_triggers), lyf_n, dict(outcomes), fees, gas,
+                        unattributed)
+
+
+def costs(store: Store) -> tuple[dict[int, int], dict[int, int], int]:
+    """Per vault GMX fees (USD × 1e30, at the oracle when mined) and gas (wei), and the gas attributed to no
+    vault, summed over the journal's attribution records (one per accounted rebalance)."""
     fees: Counter[int] = Counter()
     gas: Counter[int] = Counter()
     unattributed = 0
@@ -314,8 +324,7 @@ def tally(store: Store, sender: str) -> JournalTally:
         for v in document["vaults"]:
             fees[int(v["vault_id"])] += int(v["fee_usd30"])
             gas[int(v["vault_id"])] += int(v["gas_wei"])
-    return JournalTally(dict(vault_triggers), vault_n, dict(lyf_triggers), lyf_n, dict(outcomes), dict(fees),
-                        dict(gas), unattributed)
+    return dict(fees), dict(gas), unattributed
 
 
 @dataclass
@@ -437,7 +446,7 @@ class Demo:
                 market.deposit(user, vault, [50_000 * 10**6, 20 * 10**18, 10**8][vault])
                 if step % (2 * day) == day // 2 and market.shares(user, vault) > 0:
                     market.request_withdraw(user, vault, market.shares(user, vault) // 20)
-            hf_before = _hf(reader.read())
+            before = reader.read()
             deadline = time.monotonic() + o.step_wall_seconds
             while time.monotonic() < deadline:
                 rpc(url, "evm_mine")
@@ -448,7 +457,7 @@ class Demo:
             if count > last_count:
                 last_action = f"rebalance #{count} at step {step}"
                 last_count = count
-            row = self._row(step, snap, path[step], scrape, action=last_action, hf_before=hf_before)
+            row = self._row(step, snap, path[step], scrape, action=last_action, before=before, store=store)
             row.avax = avax
             self.rows.append(row)
             self._observe(scrape)
@@ -505,7 +514,7 @@ class Demo:
         self.say("note: intents still in flight at the end (their fees are not in the summary)")
 
     def _row(self, step: int, snap: Snapshot, prices: dict[str, Decimal], scrape: Scrape, *, action: str,
-             hf_before: Decimal) -> Row:
+             before: Snapshot, store: Store) -> Row:
         self.symbols = tuple(a.symbol for a in snap.assets)
         drift: dict[int, Decimal] = {}
         for labels, value in scrape.samples("keeper_delta_drift_ratio"):
@@ -514,14 +523,7 @@ class Demo:
         pnl = {
             int(lb.get("vault", "-1")): Decimal(repr(v)) for lb, v in scrape.samples("keeper_hedge_pnl_equity_ratio")
         }
-        # display values: Prometheus samples are floats; the summary's fees and gas come from the journal (exact)
-        fees: dict[int, Decimal] = {}
-        for labels, value in scrape.samples("keeper_fees_paid_total"):
-            i = snap.asset_index(labels["asset"])
-            usd = Decimal(repr(value)) / Decimal(10) ** snap.assets[i].decimals * prices[labels["asset"]]
-            fees[int(labels["vault"])] = fees.get(int(labels["vault"]), Decimal(0)) + usd
-        gas = {int(lb["vault"]): Decimal(repr(v)) / Decimal(10**18) * prices["WETH"]
-               for lb, v in scrape.samples("keeper_gas_spent_wei_total")}
+        fee_usd30, gas_wei, _ = costs(store)
         units = [Decimal(10) ** a.decimals for a in snap.assets]
         price = [prices.get(a.symbol, Decimal(1)) for a in snap.assets]
         vaults = {}
@@ -533,11 +535,13 @@ class Demo:
                                    Decimal(0)),
                 buffer_usd=Decimal(b.cash[b.denomination]) / units[b.denomination] * price[b.denomination],
                 drift=drift.get(b.vault_id, Decimal(0)), hedge_pnl=pnl.get(b.vault_id, Decimal(0)),
-                fees_usd=fees.get(b.vault_id, Decimal(0)), gas_usd=gas.get(b.vault_id, Decimal(0)),
+                fees_usd=Decimal(fee_usd30.get(b.vault_id, 0)) / Decimal(10**30),
+                gas_eth=Decimal(gas_wei.get(b.vault_id, 0)) / Decimal(10**18),
+                hf=_vault_hf(snap, b.vault_id, price), hf_before=_vault_hf(before, b.vault_id, price),
             )
         return Row(
             step=step, time=snap.block_timestamp, block=snap.block_number, prices=dict(prices),
-            hf_before=hf_before, hf=_hf(snap), vaults=vaults, rebalances=snap.manager.rebalance_count,
+            hf_before=_hf(before), hf=_hf(snap), vaults=vaults, rebalances=snap.manager.rebalance_count,
             in_flight=int(scrape.total("keeper_pending_transactions")), last_action=action,
             lyf_leverage=Decimal(repr(scrape.total("keeper_lyf_leverage_ratio"))),
             lyf_delta=Decimal(repr(scrape.total("keeper_lyf_delta_ratio"))),
@@ -549,7 +553,7 @@ class Demo:
         asset in tokens, collateral and buffer in USD) and its measures (drift, hedge PnL, fees and gas)."""
         day = Decimal(row.step * self.options.step_seconds) / Decimal(DAY)
         columns = [("equity $", 10), ("GLP units", 10), *((f"hedge {s}", 10) for s in self.symbols),
-                   ("collat. $", 10), ("buffer $", 9), ("drift", 6), ("PnL/eq", 6), ("fees $", 7), ("gas $", 6)]
+                   ("collat. $", 10), ("buffer $", 9), ("drift", 6), ("PnL/eq", 6), ("fees $", 7), ("gas ETH", 7)]
         lines = [
             f"day {day:5.2f}/{self.options.days}  block {row.block}  ETH {row.prices['WETH']:,.2f}  "
             f"BTC {row.prices['WBTC']:,.2f}  HF {row.hf:.3f} (after the market's move {row.hf_before:.3f})",
@@ -561,7 +565,7 @@ class Demo:
             cells = [f"{v.equity:,.0f}", f"{v.glp:,.0f}",
                      *(_tokens(x, s) if x else "-" for x, s in zip(v.hedge, self.symbols, strict=False)),
                      f"{v.collateral_usd:,.0f}", f"{v.buffer_usd:,.0f}", f"{v.drift * 100:.2f}%",
-                     f"{v.hedge_pnl * 100:.2f}%", f"{v.fees_usd:,.0f}", f"{v.gas_usd:,.0f}"]
+                     f"{v.hedge_pnl * 100:.2f}%", f"{v.fees_usd:,.0f}", f"{v.gas_eth:.4f}"]
             label = f"{vault} {self.names.get(vault, '')}"
             lines.append("  " + label.ljust(7) + "".join(f" {c:>{w}}" for c, (_, w) in zip(cells, columns,
                                                                                             strict=False)))
@@ -594,6 +598,9 @@ class Demo:
                 "equity_start_usd": _money(self.rows[0].vaults[v].equity) if v in self.rows[0].vaults else None,
                 "equity_end_usd": _money(last.vaults[v].equity) if last else None,
                 "max_drift": str(max(r.vaults[v].drift for r in self.rows if v in r.vaults)),
+                "min_health_factor": str(min((h for r in self.rows if v in r.vaults
+                                              for h in (r.vaults[v].hf_before, r.vaults[v].hf) if h > 0),
+                                             default=Decimal(0)).quantize(Decimal("0.0001"))),
                 "fees_usd": _money(Decimal(fee_usd30) / Decimal(10**30)),
                 "gas_eth": str(Decimal(gas_wei) / Decimal(10**18)),
                 "gas_usd_at_end_price": _money(Decimal(gas_wei) / Decimal(10**18) * eth),
@@ -632,18 +639,20 @@ class Demo:
         wall = int(self.wall_seconds)
         lines = ["", f"summary: {s['steps']} steps of {s['step_hours']} h ({s['days']} simulated days) in "
                      f"{wall // 60} min {wall % 60} s"]
-        lines.append(f"  rebalances mined: {s['rebalances_on_chain']} on chain; intents: "
+        lines.append(f"  rebalances on chain: {s['rebalances_on_chain']} (VaultManager.rebalanceCount, the "
+                     f"deployment's seeding included), {s['rebalances_mined']} by the keeper; its intents: "
                      + _counts(s["intent_outcomes"]))
         lines.append("  mined rebalances by trigger (each kind once per rebalance): "
                      + _counts(s["rebalances_by_trigger"]) + f"; recurring cycles {s['recurring_cycles']}")
         lines.append("  submitted, by trigger (keeper_triggers_fired_total): " + _counts(s["submitted_by_trigger"]))
         hf = s["min_health_factor"]
-        lines.append(f"  min health factor: {Decimal(hf):.3f} (after each market move and each answer)" if hf
-                     else "  min health factor: - (no debt)")
+        lines.append(f"  min account health factor: {Decimal(hf):.3f} (after each market move and each answer)" if hf
+                     else "  min account health factor: - (no debt)")
         for v, doc in s["vaults"].items():
             lines.append(
                 f"  vault {v} ({doc['name']}): equity {Decimal(doc['equity_start_usd']):,.2f} → "
                 f"{Decimal(doc['equity_end_usd']):,.2f} USD, max drift {Decimal(doc['max_drift']) * 100:.2f}%, "
+                f"min HF {Decimal(doc['min_health_factor']):.3f}, "
                 f"fees {Decimal(doc['fees_usd']):,.2f} USD, gas {Decimal(doc['gas_eth']):.6f} ETH "
                 f"= {Decimal(doc['gas_usd_at_end_price']):,.2f} USD"
             )
@@ -672,7 +681,7 @@ class Demo:
         writer = csv.writer(handle)
         vaults = sorted(self.rows[-1].vaults) if self.rows else []
         per_vault = ["equity_usd", "glp", *(f"hedge_{s}" for s in self.symbols), "collateral_usd", "buffer_usd",
-                     "drift", "hedge_pnl", "fees_usd", "gas_usd"]
+                     "drift", "hedge_pnl", "fees_usd", "gas_eth", "hf", "hf_before"]
         writer.writerow(["step", "time", "block", "eth_usd", "btc_usd", "hf_before", "hf", "rebalances", "in_flight",
                          *(f"{name}_{v}" for v in vaults for name in per_vault),
                          "avax_usd", "lyf_leverage", "lyf_delta_ratio", "lyf_rebalances"])
@@ -681,7 +690,7 @@ class Demo:
             for v in vaults:
                 x = r.vaults.get(v)
                 cells += ([x.equity, x.glp, *x.hedge, x.collateral_usd, x.buffer_usd, x.drift, x.hedge_pnl,
-                           x.fees_usd, x.gas_usd] if x else [""] * len(per_vault))
+                           x.fees_usd, x.gas_eth, x.hf, x.hf_before] if x else [""] * len(per_vault))
             writer.writerow([r.step, r.time, r.block, r.prices["WETH"], r.prices["WBTC"], r.hf_before, r.hf,
                              r.rebalances, r.in_flight, *cells, r.avax, r.lyf_leverage, r.lyf_delta,
                              r.lyf_rebalances])
@@ -697,7 +706,7 @@ class Demo:
         days = [float(r.step * self.options.step_seconds) / DAY for r in self.rows]
         vaults = sorted(self.rows[-1].vaults)
         zero = Decimal(0)
-        empty = VaultRow(zero, zero, (), zero, zero, zero, zero, zero, zero)
+        empty = VaultRow(zero, zero, (), zero, zero, zero, zero, zero, zero, zero, zero)
 
         def vault(r: Row, v: int) -> VaultRow:
             return r.vaults.get(v, empty)
@@ -722,9 +731,9 @@ class Demo:
         fig, (fees_ax, gas_ax) = plt.subplots(1, 2, figsize=(11, 4))
         for v in vaults:
             fees_ax.plot(days, [float(vault(r, v).fees_usd) for r in self.rows], label=f"vault {v}")
-            gas_ax.plot(days, [float(vault(r, v).gas_usd) for r in self.rows], label=f"vault {v}")
-        fees_ax.set_title("cumulative GMX fees (USD)")
-        gas_ax.set_title("cumulative gas (USD)")
+            gas_ax.plot(days, [float(vault(r, v).gas_eth) for r in self.rows], label=f"vault {v}")
+        fees_ax.set_title("cumulative GMX fees (USD, at the oracle when mined)")
+        gas_ax.set_title("cumulative gas (ETH)")
         for ax in (fees_ax, gas_ax):
             ax.set_xlabel("simulated days")
             ax.legend()
@@ -732,11 +741,13 @@ class Demo:
         fig.savefig(folder / "fees.png", dpi=100)
         plt.close(fig)
         fig, ax = plt.subplots(figsize=(9, 4))
-        ax.plot(days, [float(r.hf_before) for r in self.rows], label="after the market's move", alpha=0.6)
-        ax.plot(days, [float(r.hf) for r in self.rows], label="after the keeper's answer")
+        ax.plot(days, [float(r.hf) for r in self.rows], label="account", color="black")
+        for v in vaults:  # the vault's own, after the market's move (where the trigger sees it) and after the answer
+            line, = ax.plot(days, [float(vault(r, v).hf_before) for r in self.rows], linestyle="--", alpha=0.6)
+            ax.plot(days, [float(vault(r, v).hf) for r in self.rows], color=line.get_color(), label=f"vault {v}")
         ax.axhline(1.2, color="orange", linestyle="--", label="trigger 1.2")
         ax.axhline(1.0, color="red", linestyle=":", label="liquidation")
-        ax.set_title("lending account health factor")
+        ax.set_title("health factor: account and per vault (dashed: after the market's move)")
         ax.set_xlabel("simulated days")
         ax.legend()
         fig.tight_layout()
@@ -759,6 +770,20 @@ class Demo:
 
 
 PLOTS = ("delta_drift.png", "health_factor.png", "hedge_pnl.png", "equity.png", "fees.png", "lyf.png")
+
+
+def _vault_hf(snap: Snapshot, vault_id: int, price: list[Decimal]) -> Decimal:
+    """A vault's own health factor at `price`: Σ collateral·p·LT / Σ debt·p (0 = no debt; display)."""
+    book = next((b for b in snap.books if b.vault_id == vault_id), None)
+    if book is None:
+        return Decimal(0)
+    units = [Decimal(10) ** a.decimals for a in snap.assets]
+    debt = sum((Decimal(x) / u * p for x, u, p in zip(book.debt, units, price, strict=True)), Decimal(0))
+    if not debt:
+        return Decimal(0)
+    coll = sum((Decimal(x) / u * p * a.liquidation_threshold_bps / 10_000
+                for x, u, p, a in zip(book.collateral, units, price, snap.assets, strict=True)), Decimal(0))
+    return coll / debt
 
 
 def _hf(snap: Snapshot) -> Decimal:
