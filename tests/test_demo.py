@@ -136,10 +136,21 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _ancestors() -> set[int]:
+    """This process and its parents (a wrapper such as `timeout ... env X=<dir> pytest` may name the dir)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return pids
+
+
 def _mentioning(text: str) -> list[int]:
+    """Live processes (not this test's own ancestry) whose command line names `text`."""
     pids = []
+    mine = _ancestors()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
+        if entry.name.isdigit() and int(entry.name) not in mine:
             try:
                 if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
                     pids.append(int(entry.name))
