@@ -12,7 +12,8 @@ descriptors come from /proc/<pid>: at the first tick, after a warm-up of `--warm
 allocations: lazy imports, ABI caches, the first snapshot of every vault, the first rebalance's signing and
 journal paths) and at the end, plus a timeline every 10%. The baseline runs first.
 
-    .venv/bin/python -m bench.memory [--vaults 1000] [--baseline-vaults 3] [--ticks 3600] [--json FILE]
+    .venv/bin/python -m bench.memory [--vaults 1000] [--baseline-vaults 3] [--ticks 3600] [--no-baseline]
+                                     [--json FILE]
 """
 
 from __future__ import annotations
@@ -178,12 +179,13 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=3600, help="ticks after the warm-up (default 3600: one hour)")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--every", type=int, default=150, help="ticks between WETH moves (default 150)")
+    parser.add_argument("--no-baseline", action="store_true", help="only the --vaults run")
     parser.add_argument("--json", type=Path, help="write the results here after each run")
     args = parser.parse_args()
     if min(args.vaults, args.baseline_vaults) < 3 or args.ticks < 10 or args.warmup < 1 or args.every < 1:
         parser.error("vault counts must be ≥ 3 (the reference system's), --ticks ≥ 10, --warmup and --every ≥ 1")
     rows: list[dict[str, Any]] = []
-    for vaults in (args.baseline_vaults, args.vaults):
+    for vaults in (args.vaults,) if args.no_baseline else (args.baseline_vaults, args.vaults):
         rows.append(run(vaults, args.ticks, args.warmup, args.every))
         print(f"{vaults} vaults done: {rows[-1]['ms_per_tick']:.0f} ms/tick, RSS {rows[-1]['end']['rss_kb']} kB",
               file=sys.stderr, flush=True)
