@@ -187,7 +187,7 @@ class VaultRow:
     fees_usd: Decimal  # cumulative GMX fees, at the oracle when each rebalance was mined (journal, exact)
     gas_eth: Decimal  # cumulative gas (journal, exact)
     hf: Decimal  # the vault's own health factor after the step (0 = no debt)
-    hf_before: Decimal  # ... after the market's move, before the keeper answered
+    hf_before: Decimal  # ... read right after the market's transactions (see Row.hf_before)
 
 
 @dataclass
@@ -196,7 +196,9 @@ class Row:
     time: int
     block: int
     prices: dict[str, Decimal]
-    hf_before: Decimal  # the account's, after the market's move, before the keeper answered (0 = no debt)
+    # the account's, read right after the market's transactions (0 = no debt); a sample: the keeper ticks every
+    # block, so it may already have answered part of the move
+    hf_before: Decimal
     hf: Decimal  # the account's after the step (the keeper's answer mined)
     vaults: dict[int, VaultRow]
     rebalances: int  # VaultManager.rebalanceCount: mined, successful
