@@ -62,7 +62,8 @@ pytest: setup
 # every fault and abuse scenario (slow ones included), then RELIABILITY.md from their result rows:
 # tests/faults, the pipeline kill drill (DRILL_CYCLES intents per journal checkpoint; as many rebalance cycles of
 # `keeper run` killed at each checkpoint) and the HA failover tests (they need KEEPER_TEST_DATABASE_URL, as in
-# .ci/run), and the full 8-day demo (every trigger kind mined, tests/test_demo.py). The soak ticks 1000 vaults back to back for SOAK_SECONDS (one hour by default: ~110 min in all).
+# .ci/run), and the full 8-day demo (every trigger kind mined, tests/test_demo.py). The soak ticks 1000
+# vaults back to back for SOAK_SECONDS (one hour by default: ~115 min in all).
 # Fails when pytest fails, the secret scan finds a key, or a row's verdict is fail/finding or an expected
 # scenario did not run (keeper.faults.report --check).
 SOAK_SECONDS ?= 3600
