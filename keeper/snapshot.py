@@ -111,7 +111,11 @@ class Memory:
     """The keeper's own persisted memory (written by the decision core, stored by the daemon, read back
     into the next snapshot). Restart-safe timers and marks; JSON-friendly: ints, strings, sorted tuples.
 
-    oi_drift_since: asset symbol → block timestamp since which the net-OI drift has stayed ≥ its threshold
+    oi_drift_since: asset symbol → the earliest running per-vault net-OI timer of that asset (derived from
+                    `oi_drift_since_vault`, kept for display; an older memory without per-vault timers seeds
+                    every vault's timer from it, so an upgrade neither resets nor fakes a timer)
+    oi_drift_since_vault: (vault id, asset symbol) → block timestamp since which that vault's net-OI drift (from
+                    the OI it was fitted to) has stayed ≥ its threshold
     oi_applied:     asset symbol → trader net OI (token units, signed, floor) the hedges were last fitted to
     oi_applied_vault: (vault id, asset symbol) → the OI that vault's hedges were last fitted to, only where it
                     differs from `oi_applied` (a health-factor refit of some vaults, or a vault that was halted
@@ -138,6 +142,7 @@ class Memory:
     acks: tuple[tuple[str, int], ...] = ()
     oi_applied_vault: tuple[tuple[int, str, int], ...] = ()
     partial_targets: tuple[tuple[int, str, int], ...] = ()
+    oi_drift_since_vault: tuple[tuple[int, str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,6 +268,7 @@ _MEMORY_KEYS: dict[str, tuple[str, ...]] = {
     "acks": ("str", "uint"),
     "oi_applied_vault": ("uint", "str", "int"),
     "partial_targets": ("uint", "str", "uint"),
+    "oi_drift_since_vault": ("uint", "str", "uint"),
 }
 
 

@@ -17,7 +17,7 @@ refits take the OI seen now (docs/decision.md §1, §3). A capped (partial) reba
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -155,45 +155,44 @@ class OiApplied:
         return tuple(self.of(vault_id, a.symbol) if a.symbol in self.now else None for a in snap.assets)
 
     def after(self, mem: Memory, vault_ids: list[int], refreshed: set[int]) -> Memory:
-        """Memory once the refreshed vaults' refits executed: they carry the OI seen now (floor). Where every
-        vault carries the same OI it is the account's (and a timer that a refresh answered is dropped);
+        """Memory once the refreshed vaults' refits executed: they carry the OI seen now (floor) and their own
+        net-OI timers are answered (dropped). Where every vault carries the same OI it is the account's;
         otherwise the vaults that differ from the account keep their own rows."""
         account = dict(mem.oi_applied)
         rows: list[tuple[int, str, int]] = []
-        since = mem.oi_drift_since
         for sym, oi in self.now.items():
             carried = {v: math.floor(oi) if v in refreshed else self.of(v, sym) for v in vault_ids}
             common = set(carried.values())
             if len(common) == 1:
                 account[sym] = common.pop()
-                if refreshed:
-                    since = drop(since, sym)
             else:
                 rows.extend((v, sym, x) for v, x in carried.items() if x != account[sym])
+        timers = tuple(row for row in mem.oi_drift_since_vault if not (row[0] in refreshed and row[1] in self.now))
         return replace(mem, oi_applied=tuple(sorted(account.items())), oi_applied_vault=tuple(sorted(rows)),
-                       oi_drift_since=since)
+                       oi_drift_since_vault=timers, oi_drift_since=_earliest(mem.oi_drift_since, timers, self.now))
 
 
-def _worst(drifts: list[Fraction | None]) -> Fraction | None:
-    """The largest drift (None = infinite wins)."""
-    worst = Fraction(0)
-    for drift in drifts:
-        if drift is None:
-            return None
-        worst = max(worst, drift)
-    return worst
+def _earliest(account: tuple[tuple[str, int], ...], timers: tuple[tuple[int, str, int], ...],
+              symbols: Iterable[str]) -> tuple[tuple[str, int], ...]:
+    """`memory.oi_drift_since` for `symbols`: the earliest running vault timer of each (dropped when none runs)."""
+    for sym in symbols:
+        running = [since for _, s, since in timers if s == sym]
+        account = put(account, sym, min(running)) if running else drop(account, sym)
+    return account
 
 
 def _net_oi(snap: Snapshot, mem: Memory, rules: Mapping[int, Rules]
             ) -> tuple[Memory, OiApplied, list[t.TriggerResult], set[int]]:
-    """One timer per hedged volatile asset on the worst vault's drift from the OI it was fitted to; thresholds =
-    the strictest over the vaults (the OI hedge is one shared number). Returns the observed memory, the OI
-    applied, the results and the vaults a fired trigger refreshes (those whose own drift reached the threshold)."""
+    """Per-(vault, hedged volatile asset) net-OI timers, each on that vault's own drift from the OI it was fitted
+    to, with that vault's rules: drift = |OI_now − OI_applied| / max(|OI_applied|, oi_drift_floor_bps × pool).
+    A timer starts when its drift reaches the threshold, is kept while it stays, dropped when it falls back;
+    it fires after the hold. Only the vaults whose own timer fired are refit (a halted vault's timer cannot make
+    the others trade). Returns the observed memory, the OI applied, the results (per asset a summary, then one
+    per vault) and the vaults to refit with the OI seen now. An older memory without per-vault timers seeds every
+    vault's timer from its account-level `oi_drift_since` (a restart or an upgrade neither resets nor fakes it)."""
     now = snap.block_timestamp
-    first = rules[min(rules)] if rules else Rules()
-    oi_bps = min((r.oi_drift_bps for r in rules.values()), default=first.oi_drift_bps)
-    oi_hold = min((r.oi_drift_seconds for r in rules.values()), default=first.oi_drift_seconds)
     seen: dict[str, Fraction] = {}
+    pools: dict[str, int] = {}
     for sym in sorted({s for r in rules.values() for s in r.hedged_assets}):
         try:
             asset = snap.assets[snap.asset_index(sym)]
@@ -202,23 +201,37 @@ def _net_oi(snap: Snapshot, mem: Memory, rules: Mapping[int, Rules]
         if asset.is_stable:
             continue
         seen[sym] = net_oi(asset)
+        pools[sym] = asset.pool_amount
         if lookup(mem.oi_applied, sym) is None:  # first run: the books are assumed fitted to the OI seen now
             mem = replace(mem, oi_applied=put(mem.oi_applied, sym, math.floor(seen[sym])))
-    ids = set(rules)
+    ids = sorted(rules)
     applied = OiApplied(seen, dict(mem.oi_applied),
-                        {(v, s): x for v, s, x in mem.oi_applied_vault if v in ids and s in seen})
+                        {(v, s): x for v, s, x in mem.oi_applied_vault if v in rules and s in seen})
+    timers = {(v, s): x for v, s, x in mem.oi_drift_since_vault}
     results: list[t.TriggerResult] = []
     refresh: set[int] = set()
     for sym, oi in seen.items():
-        drifts = {v: t.oi_drift_ratio(oi, applied.of(v, sym)) for v in sorted(ids)}
-        worst = _worst(list(drifts.values())) if drifts else t.oi_drift_ratio(oi, applied.account[sym])
-        r, since = t.net_oi(sym, worst, lookup(mem.oi_drift_since, sym), now=now, drift_bps=oi_bps,
-                             hold_seconds=oi_hold)
-        mem = replace(mem, oi_drift_since=put(mem.oi_drift_since, sym, since) if since is not None
-                      else drop(mem.oi_drift_since, sym))
-        results.append(r)
-        if r.fired:
-            refresh |= {v for v, drift in drifts.items() if drift is None or drift * BPS >= oi_bps}
+        legacy = None if any(s == sym for _, s in timers) else lookup(mem.oi_drift_since, sym)
+        per: list[t.TriggerResult] = []
+        drifts: list[Fraction | None] = []
+        for v in ids:
+            r_v = rules[v]
+            floor = Fraction(pools[sym] * r_v.oi_drift_floor_bps, BPS)
+            drift = t.oi_drift_ratio(oi, applied.of(v, sym), floor)
+            r, since = t.net_oi(sym, drift, timers.get((v, sym), legacy), now=now, drift_bps=r_v.oi_drift_bps,
+                                hold_seconds=r_v.oi_drift_seconds, vault_id=v)
+            if since is None:
+                timers.pop((v, sym), None)
+            else:
+                timers[(v, sym)] = since
+            per.append(r)
+            drifts.append(drift)
+            if r.fired:
+                refresh.add(v)
+        results.append(t.net_oi_summary(sym, per, drifts))
+        results.extend(per)
+    rows = tuple(sorted((v, s, x) for (v, s), x in timers.items()))
+    mem = replace(mem, oi_drift_since_vault=rows, oi_drift_since=_earliest(mem.oi_drift_since, rows, seen))
     return mem, applied, results, refresh
 
 
@@ -427,9 +440,8 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
             urgent.add(v)
             hf_low.add(v)
 
-    # net OI: refit the drifted vaults with the new OI hedge. The refit is account-wide and the drift has persisted
-    # for hours: the cost gate must not hold one vault back, or the trigger would refire every tick while the
-    # other vaults trade again and again.
+    # net OI: refit the vaults whose own timer fired with the new OI hedge. The drift has persisted for hours: the
+    # cost gate must not hold the vault back, or its fired timer would re-plan it every tick.
     results.extend(oi_results)
     for v in sorted(oi_refresh):
         wanted[v].append("net OI hedge drifted: refit with the new OI hedge")
@@ -529,7 +541,9 @@ def decide(snapshot: Snapshot, rules_by_vault: Mapping[int, Rules], memory: Memo
             recurring=cycle_fired,
             profit=profit,
             vaults=tuple(vault_plans),
-            reasons=tuple(r.reason() for r in results if r.fired),
+            # the asset-level net-OI summary is left out: the per-vault results name the vaults it refits
+            reasons=tuple(r.reason() for r in results
+                          if r.fired and not (r.trigger == "net_oi" and r.scope.startswith("asset:"))),
         )
         after = _after_execution(after, planned, refit, profit=profit, m=m)
         after = oi_applied.after(after, sorted(states), refresh & refit)

@@ -24,9 +24,12 @@ class Rules:
     # delta drift (policy "fixed"): |current hedge / target hedge − 1| > drift_bps
     drift_bps: int = 500
     drift_policy: DriftPolicy = "fixed"
-    # net OI: |OI now / OI applied − 1| ≥ oi_drift_bps continuously for oi_drift_seconds
+    # net OI, per vault: |OI now − OI applied| / max(|OI applied|, floor) ≥ oi_drift_bps continuously for
+    # oi_drift_seconds, with floor = oi_drift_floor_bps of the asset's GMX pool amount (tokens): near-zero OI
+    # applied cannot turn a tiny absolute move into a huge relative drift
     oi_drift_bps: int = 500
     oi_drift_seconds: int = 2 * HOUR
+    oi_drift_floor_bps: int = 1_000
     # health factor: trigger strictly below hf_trigger_wad, refit to hf_target_wad
     hf_trigger_wad: int = 12 * 10**17
     hf_target_wad: int = 15 * 10**17

@@ -68,28 +68,48 @@ def delta_drift(vault_id: int, symbol: str, drift: Fraction | None, drift_bps: i
                          show(None if drift is None else drift * BPS), str(drift_bps), "bps")
 
 
-def oi_drift_ratio(oi_now: Fraction, oi_applied: int) -> Fraction | None:
-    """|h·OI_now − h·OI_applied| / |h·OI_applied| (h cancels); None = infinite (applied 0, now ≠ 0)."""
-    if oi_applied == 0:
-        return Fraction(0) if oi_now == 0 else None
-    return abs(oi_now - oi_applied) / abs(oi_applied)
+def oi_drift_ratio(oi_now: Fraction, oi_applied: int, floor: Fraction | int = 0) -> Fraction | None:
+    """|h·OI_now − h·OI_applied| / max(|h·OI_applied|, h·floor) (h cancels); None = infinite (denominator 0 and
+    now ≠ applied). `floor` (token units, ≥ 0): the smallest denominator, so a near-zero applied OI cannot turn a
+    tiny absolute move into a huge relative drift (the decision core passes `oi_drift_floor_bps` of the pool)."""
+    base = max(Fraction(abs(oi_applied)), Fraction(floor))
+    if base == 0:
+        return Fraction(0) if oi_now == oi_applied else None
+    return abs(oi_now - oi_applied) / base
 
 
 def net_oi(
-    symbol: str, drift: Fraction | None, since: int | None, *, now: int, drift_bps: int, hold_seconds: int
+    symbol: str, drift: Fraction | None, since: int | None, *, now: int, drift_bps: int, hold_seconds: int,
+    vault_id: int | None = None,
 ) -> tuple[TriggerResult, int | None]:
     """Net OI drift ≥ drift_bps (inclusive) continuously for ≥ hold_seconds (inclusive). Returns the result
-    and the new "since" to persist: kept while the drift stays, set to `now` when it starts, None when it falls back."""
+    and the new "since" to persist: kept while the drift stays, set to `now` when it starts, None when it falls back.
+    With `vault_id` the result is that vault's own timer (scope "vault:<id>:<symbol>"), else "asset:<symbol>"."""
     drifting = drift is None or drift * BPS >= drift_bps
     new_since = (since if since is not None else now) if drifting else None
     fired = new_since is not None and now - new_since >= hold_seconds
     held = 0 if new_since is None else now - new_since
+    scope = f"asset:{symbol}" if vault_id is None else f"vault:{vault_id}:{symbol}"
     return (
-        TriggerResult("net_oi", f"asset:{symbol}", fired, "hedge" if fired else "none",
+        TriggerResult("net_oi", scope, fired, "hedge" if fired else "none",
                       show(None if drift is None else drift * BPS), str(drift_bps), "bps", new_since,
                       f"held {held}s of {hold_seconds}s"),
         new_since,
     )
+
+
+def net_oi_summary(symbol: str, per_vault: Sequence[TriggerResult], drifts: Sequence[Fraction | None]
+                   ) -> TriggerResult:
+    """The asset-level view of the per-vault net-OI timers (what the OI metrics export): value = the worst drift,
+    threshold = the smallest, since = the earliest running timer; fired iff some vault's own timer fired."""
+    worst: Fraction | None = None if None in drifts else max((d for d in drifts if d is not None), default=Fraction(0))
+    running = [r.since for r in per_vault if r.since is not None]
+    fired = [r.scope.split(":")[1] for r in per_vault if r.fired]
+    threshold = min((int(r.threshold) for r in per_vault), default=0)
+    detail = f"fired for vault(s) {', '.join(fired)}" if fired else f"{len(running)} vault timer(s) running"
+    return TriggerResult("net_oi", f"asset:{symbol}", bool(fired), "hedge" if fired else "none",
+                         show(None if worst is None else worst * BPS), str(threshold), "bps",
+                         min(running, default=None), detail)
 
 
 def health_factor(hf_wad: int, trigger_wad: int) -> TriggerResult:
