@@ -53,6 +53,7 @@ class FakeChain:
     mined: list[PoolTx] = field(default_factory=list)
     send_errors: list[str] = field(default_factory=list)  # scripted answers for the next sends
     reverts: dict[str, bytes] = field(default_factory=dict)  # `to` (lower) → revert data
+    revert_on_mine: set[str] = field(default_factory=set)  # `to` (lower): transactions to it mine with status 0
     sends: list[tuple[str, Route]] = field(default_factory=list)
     read_failures: int = 0
 
@@ -134,8 +135,10 @@ class FakeChain:
                 del self.mempool[(sender, nonce)]
                 self.nonces[sender] = nonce + 1
                 self.mined.append(tx)
+                ok = tx.to not in self.revert_on_mine
                 self.receipts[tx.tx_hash] = Receipt(
-                    tx.tx_hash, self.head, self._hash(self.head), 1, (Log(tx.to, ("0x" + "00" * 32,)),)
+                    tx.tx_hash, self.head, self._hash(self.head), 1 if ok else 0,
+                    (Log(tx.to, ("0x" + "00" * 32,)),) if ok else (),
                 )
 
     def foreign_tx(self, sender: str) -> None:

@@ -15,6 +15,7 @@ Hook = Callable[[str, Mapping[str, str]], None]
 
 COUNTERS: dict[str, str] = {
     "simulation_reverts": "Intents not sent because re-simulation reverted.",
+    "mined_reverts": "Mined transactions that reverted on chain, by the replayed error's name (label error).",
     "broadcasts": "Signed transactions accepted by a node (first sends, replacements, cancels).",
     "rebroadcasts": "Stored transactions re-sent identically after a node lost them.",
     "replacements": "Same-nonce replacements sent with bumped fees.",
@@ -36,6 +37,7 @@ class ExecutionMetrics:
     hook: Hook | None = None
     labelled: Counter[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=Counter)
     simulation_reverts: int = 0
+    mined_reverts: int = 0
     broadcasts: int = 0
     rebroadcasts: int = 0
     replacements: int = 0
@@ -65,7 +67,7 @@ class ExecutionMetrics:
 
 
 def prometheus_hook(registry: Any) -> Hook:
-    """Counters `keeper_execution_<name>_total` in `registry`, label `reason` (or `result`)."""
+    """Counters `keeper_execution_<name>_total` in `registry`, label `reason` (`result`; `error`: mined_reverts)."""
     from prometheus_client import Counter as PromCounter
 
     made: dict[str, Any] = {}

@@ -613,6 +613,10 @@ class Pipeline:
 
     def _mark_mined(self, record: IntentRecord, attempt: Attempt, receipt: Receipt) -> IntentRecord:
         outcome = self._outcome(record, attempt, receipt)
+        reason: dict[str, Any] = {}
+        if outcome == "reverted":
+            decoded = self._replay_revert(record, receipt)
+            reason["error"] = f"reverted on chain: {decoded.describe()}"[:500]
         for other in self.store.attempts(record.id):
             if other.id == attempt.id:
                 self.store.mark_attempt(other.id, AttemptStatus.MINED)
@@ -627,6 +631,7 @@ class Pipeline:
             mined_tx_hash=receipt.tx_hash,
             outcome=outcome,
             nonce_lost_block=None,
+            **reason,
         )
         _log.info(
             "intent.mined",
@@ -638,6 +643,36 @@ class Pipeline:
         )
         self._persisted("mined", record)
         return record
+
+    def _replay_revert(self, record: IntentRecord, receipt: Receipt) -> DecodedRevert:
+        """Why a mined transaction reverted: replay its call on the state before its block (block − 1), then, if
+        that passes (a transaction earlier in the same block changed the state), on the mined block's state.
+        Decoded from abis/, logged (`intent.mined_revert`) and counted (`mined_reverts`, label `error` = the
+        error's name: bounded by the ABIs, `NotReproduced` when neither replay reverts, e.g. out of gas or a
+        timestamp-dependent check). A failing replay never stops the pipeline."""
+        intent = record.intent
+        call = CallRequest(self.sender, intent.to, intent.data, intent.value)
+        decoded = DecodedRevert("NotReproduced", ())
+        for block in (receipt.block_number - 1, receipt.block_number):
+            try:
+                sim = self.chain.simulate(call, block)
+            except ReadError as exc:
+                _log.warning("intent.mined_revert: replay failed", intent_id=record.id, block=block, error=str(exc))
+                continue
+            if not sim.ok:
+                decoded = self.decoder.decode(sim.revert_data or b"")
+                break
+        self.last_revert[record.id] = decoded
+        self.metrics.inc("mined_reverts", error=decoded.name[:64])
+        _log.warning(
+            "intent.mined_revert",
+            intent_id=record.id,
+            tx_hash=receipt.tx_hash,
+            block=receipt.block_number,
+            error_name=decoded.name,
+            error=decoded.describe()[:500],
+        )
+        return decoded
 
     def _outcome(self, record: IntentRecord, attempt: Attempt, receipt: Receipt) -> Outcome:
         if attempt.kind == "cancel":

@@ -291,3 +291,42 @@ def test_cancel_and_reorg_checkpoints_are_announced() -> None:
     fake.receipts.pop(mined.mined_tx_hash)  # a reorg took the block away
     pipeline.tick()
     assert {"cancel_signed", "reorged"} <= set(labels) and set(labels) <= set(CHECKPOINTS)
+
+
+def test_a_mined_revert_is_replayed_decoded_journalled_and_counted() -> None:
+    """Simulated fine, then the state changed before mining: the receipt has status 0. The pipeline replays the
+    call at the mined block's parent, decodes the custom error from abis/ and puts it in the journal entry, the
+    log line and the `mined_reverts` counter labelled by the error's name only."""
+    from eth_abi.abi import encode
+    from eth_utils.crypto import keccak
+
+    pipeline, fake, store, _ = build()
+    to = fresh_address()
+    token = fresh_address()
+    selector = keccak(text="FillOutsideBound(address,uint256,uint256)")[:4]
+    data = selector + encode(["address", "uint256", "uint256"], [token, 990, 1000])
+    record = pipeline.submit(Intent("fills-short", to=to, value=1))
+    pipeline.tick()  # simulated and sent while the call still passes
+    assert store.get(record.id).state is State.BROADCAST
+    fake.revert_on_mine.add(to.lower())
+    fake.reverts[to.lower()] = data  # the state the transaction meets
+    with capture_logs() as logs:
+        settle(pipeline, fake)
+    done = store.get(record.id)
+    assert done.outcome == "reverted"
+    assert done.error == f"reverted on chain: FillOutsideBound(token={token.lower()}, executed=990, minimum=1000)"
+    assert pipeline.metrics.count("mined_reverts", error="FillOutsideBound") == 1
+    assert pipeline.metrics.simulation_reverts == 0  # not a refusal before sending
+    line = [x for x in logs if x["event"] == "intent.mined_revert"]
+    assert len(line) == 1 and line[0]["error_name"] == "FillOutsideBound" and line[0]["intent_id"] == record.id
+
+
+def test_a_mined_revert_that_does_not_replay_is_counted_as_not_reproduced() -> None:
+    pipeline, fake, store, _ = build()
+    to = fresh_address()
+    record = pipeline.submit(Intent("out-of-gas", to=to, value=1))
+    pipeline.tick()
+    fake.revert_on_mine.add(to.lower())
+    settle(pipeline, fake)
+    assert store.get(record.id).error == "reverted on chain: NotReproduced()"
+    assert pipeline.metrics.count("mined_reverts", error="NotReproduced") == 1
