@@ -60,9 +60,11 @@ from keeper.ha.lease import FileLease, Leadership, Lease, PostgresLease, Renewer
 from keeper.net import (
     ExecutedLeg,
     Execution,
+    FillShortOfBound,
     NetPlan,
     VaultChange,
     compare_notional,
+    gmx_quote,
     net_changes,
     oracle_from_snapshot,
     order_abi,
@@ -228,6 +230,7 @@ class KeeperApp:
         }
         self.oracle_default = OracleRules(cfg.oracle.default.heartbeat_seconds, cfg.oracle.default.max_divergence_bps)
         self._vm_abi = load_abi("VaultManager")
+        self._max_slippage: dict[int, int] = {}  # block → VaultManager.maxSlippageBps read at it
         self._selectors = self._keeper_selectors()
         self._rebalanced_topic = "0x" + Web3.keccak(text="Rebalanced(uint256,uint8,uint256)").hex().removeprefix("0x")
         self._last_snapshot: Snapshot | None = None
@@ -525,8 +528,8 @@ class KeeperApp:
         urgent = any(r.trigger == "health_factor" and r.fired for r in decision.triggers)
         if self._rate_limited(snap.block_timestamp, urgent=urgent):
             return
-        try:
-            self._submit(ev.snap, decision, block)
+        try:  # decided at the guard's medians; netted and bounded at the raw snapshot (the contract's feeds)
+            self._submit(snap, decision, block)
         except FencingError as exc:  # the journal refused: another replica leads
             self._step_down(f"fenced: {exc}")
 
@@ -570,6 +573,10 @@ class KeeperApp:
         return False
 
     def build_order(self, snap: Snapshot, plan: Plan) -> NetPlan:
+        """The plan as one Order, sized where `VaultManager` checks it: `snap` must be the RAW snapshot (feed
+        answers, not the oracle guard's medians: `_checkBounds` values the legs at its own feeds), the real
+        `maxSlippageBps` read at the snapshot's block, and every leg's expected GMX fill checked against its
+        minimum (`FillShortOfBound`: it would revert `FillOutsideBound`). Decisions stay at the medians."""
         self._ensure_rules(snap)
         changes = plan_changes(plan, snap, self.rules)
         process = [vp.vault_id for vp in plan.vaults if vp.process]
@@ -577,12 +584,25 @@ class KeeperApp:
             changes,
             oracle_from_snapshot(snap),
             slippage_bps=self.cfg.slippage_bps,
-            max_slippage_bps=100,
+            max_slippage_bps=self.max_slippage_bps(snap.block_number),
             deadline=snap.block_timestamp + self.cfg.deadline_seconds,
             flags=plan.flags,
             process_vaults=process,
             books={b.vault_id: b for b in snap.books},
+            gmx=gmx_quote(snap),
         )
+
+    def max_slippage_bps(self, block: int) -> int:
+        """`VaultManager.maxSlippageBps()` at `block` (the owner may change it with `setLimits`); cached per block."""
+        cached = self._max_slippage.get(block)
+        if cached is None:
+            w3 = self.endpoints.w3()
+            vm = w3.eth.contract(address=Web3.to_checksum_address(self.addresses.vault_manager), abi=self._vm_abi)
+            cached = int(vm.functions.maxSlippageBps().call(block_identifier=block))
+            if len(self._max_slippage) > 64:
+                self._max_slippage.clear()
+            self._max_slippage[block] = cached
+        return cached
 
     def calldata(self, net: NetPlan) -> bytes:
         contract = Web3().eth.contract(abi=self._vm_abi)
@@ -614,6 +634,10 @@ class KeeperApp:
         assert plan is not None
         try:
             net = self.build_order(snap, plan)
+        except FillShortOfBound as exc:  # sent, it would revert FillOutsideBound and lose the gas
+            self.metrics.rebalances.labels(result="fill_short_of_bound").inc()
+            _log.warning("netting refused the plan: GMX's expected fill misses the bound", error=str(exc))
+            return
         except KeeperError as exc:
             self.metrics.rebalances.labels(result="not_nettable").inc()
             _log.warning("netting refused the plan", error=str(exc))
@@ -842,9 +866,9 @@ class KeeperApp:
         assert record.mined_tx_hash is not None
         receipt = w3.eth.get_transaction_receipt(record.mined_tx_hash)  # type: ignore[arg-type]
         raw = replace(self.read(int(pending["block"])), memory=Memory())
-        snap = priced(raw, oracle_check(raw, self.oracle_rules, self.oracle_default))  # the marks it was netted at
+        snap = priced(raw, oracle_check(raw, self.oracle_rules, self.oracle_default))  # the marks it was decided at
         plan = plan_from_json_dict(pending["plan"])
-        net = self.build_order(snap, plan)
+        net = self.build_order(raw, plan)  # netted at the raw snapshot's feeds, as submitted
         contract = w3.eth.contract(address=Web3.to_checksum_address(self.addresses.vault_manager), abi=self._vm_abi)
         traded = contract.events.GlpTraded().process_receipt(receipt, errors=DISCARD)
         rebalanced = contract.events.Rebalanced().process_receipt(receipt, errors=DISCARD)

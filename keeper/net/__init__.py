@@ -2,7 +2,14 @@
 the contract's checks and crediting. Pure (no web3, no clock, no I/O, no floats for amounts)."""
 
 from keeper.net.alloc import split_contract, split_largest_remainder
-from keeper.net.contract import apply_order, check_bounds, check_conservation, check_fills, surplus_credits
+from keeper.net.contract import (
+    apply_order,
+    check_bounds,
+    check_conservation,
+    check_fills,
+    leg_bound,
+    surplus_credits,
+)
 from keeper.net.engine import (
     Crossing,
     NetPlan,
@@ -14,6 +21,7 @@ from keeper.net.engine import (
     separate_plans,
 )
 from keeper.net.errors import BoundTooLoose, ConservationViolated, ContractRevert, MandateViolation, NettingError
+from keeper.net.fill import FillShortOfBound, GmxQuote, check_expected_fills, gmx_quote
 from keeper.net.model import (
     FLAG_CYCLE,
     FLAG_HARVEST,
@@ -39,7 +47,9 @@ __all__ = [
     "Crossing",
     "ExecutedLeg",
     "Execution",
+    "FillShortOfBound",
     "GlpLeg",
+    "GmxQuote",
     "MandateViolation",
     "NetPlan",
     "NettingError",
@@ -52,9 +62,12 @@ __all__ = [
     "apply_order",
     "check_bounds",
     "check_conservation",
+    "check_expected_fills",
     "check_fills",
     "compare_notional",
+    "gmx_quote",
     "gross_notional",
+    "leg_bound",
     "net_changes",
     "oracle_from_snapshot",
     "order_abi",

@@ -9,8 +9,9 @@ Mirrors contracts/VaultManager.sol (spec: docs/contracts.md, `rebalance(Order)`)
 * conservation in the contract's order: shape (lengths incl. `deltas.glp`, duplicate vaults and legs), GLP
   per asset (Σ_v deltas.glp[i] = leg i's glp, 0 without a leg), then per asset collateral, interest ≤
   unassignedDebt, debt, cash;
-* bounds compare exact rationals: min_value × 10_000 >= given_value × (10_000 − maxSlippageBps), tokens at
-  their Chainlink answer, GLP at getAum(false)/supply;
+* bounds with the contract's integer arithmetic (`leg_bound`): minimumUsd >= ceil(givenUsd × (10_000 −
+  maxSlippageBps) / 10_000), each value rounded down, tokens at their Chainlink answer (the contract's own
+  feeds, not the oracle guard's median), GLP at getAum(false)/supply;
 * surplus is credited per leg with that leg's own weights: a mint leg in asset i to the vaults with
   deltas.glp[i] > 0 pro rata to it, a redeem leg to cash[i] of the vaults with deltas.glp[i] < 0 pro rata
   to |deltas.glp[i]|; floor, the whole remainder to the largest weight (lowest id on a tie); a positive
@@ -27,7 +28,7 @@ from dataclasses import replace
 
 from keeper.net.alloc import split_contract
 from keeper.net.errors import BoundTooLoose, ConservationViolated, ContractRevert
-from keeper.net.model import ExecutedLeg, Oracle, Order
+from keeper.net.model import ExecutedLeg, GlpLeg, Oracle, Order
 from keeper.snapshot import Book
 from keeper.units import BPS
 
@@ -86,16 +87,63 @@ def check_conservation(order: Order, unassigned_debt: Sequence[int]) -> None:
             raise ConservationViolated(CASH_INSTRUMENT, i, cash, expect)
 
 
+def contract_usd(oracle: Oracle, asset: int, amount: int) -> int:
+    """`VaultManager._usd`: amount × priceOf(asset) / 10^decimals, rounded down (USD × 1e30)."""
+    if amount == 0:
+        return 0
+    unit: int = 10 ** oracle.decimals[asset]
+    return amount * oracle.token_price[asset] // unit
+
+
+def contract_glp_usd(oracle: Oracle, glp: int) -> int:
+    """`VaultManager._glpUsd`: glp × getAum(false) / supply, rounded down; 0 while the supply is 0."""
+    if glp == 0 or oracle.glp_supply == 0:
+        return 0
+    return glp * oracle.glp_aum // oracle.glp_supply
+
+
+def required_usd(given: int, max_slippage_bps: int) -> int:
+    """`_checkBounds`' required value: ceil(given × (10_000 − maxSlippageBps) / 10_000)."""
+    return -(-given * (BPS - max_slippage_bps) // BPS)
+
+
+def leg_bound(leg: GlpLeg, oracle: Oracle, max_slippage_bps: int) -> tuple[int, int]:
+    """(minimumUsd, requiredUsd) of one leg exactly as `VaultManager._checkBounds` computes them."""
+    token_usd = contract_usd(oracle, leg.asset, leg.token_amount)
+    glp_usd = contract_glp_usd(oracle, abs(leg.glp))
+    given, minimum = (token_usd, glp_usd) if leg.glp > 0 else (glp_usd, token_usd)
+    return minimum, required_usd(given, max_slippage_bps)
+
+
+def min_mint_glp(oracle: Oracle, asset: int, token_amount: int, max_slippage_bps: int) -> int:
+    """The smallest GLP minimum a mint leg of `token_amount` may name and pass `_checkBounds`
+    (floor(g × aum / supply) >= R  <=>  g >= ceil(R × supply / aum)); requires supply > 0."""
+    r = required_usd(contract_usd(oracle, asset, token_amount), max_slippage_bps)
+    return -(-r * oracle.glp_supply // oracle.glp_aum)
+
+
+def max_redeem_glp(oracle: Oracle, asset: int, token_amount: int, max_slippage_bps: int) -> int:
+    """The most GLP a redeem leg with minimum out `token_amount` may give and pass `_checkBounds`:
+    ceil(floor(g × aum / supply) × keep / 10_000) <= M  <=>  floor(g × aum / supply) <= floor(M × 10_000 / keep)
+    <=>  g <= ceil((U + 1) × supply / aum) − 1; requires supply > 0 and maxSlippageBps < 10_000."""
+    m = contract_usd(oracle, asset, token_amount)
+    u = m * BPS // (BPS - max_slippage_bps)
+    return -(-(u + 1) * oracle.glp_supply // oracle.glp_aum) - 1
+
+
 def check_bounds(order: Order, oracle: Oracle, max_slippage_bps: int) -> None:
-    """`BoundTooLoose`: each leg's minimum must be worth >= (1 − maxSlippageBps) of what it gives up."""
-    floor_bps = BPS - max_slippage_bps
+    """`BoundTooLoose(asset, minimumUsd, requiredUsd)`, with the contract's integer arithmetic (each value
+    rounds down, `required` rounds up): each leg's minimum must be worth >= (1 − maxSlippageBps) of what it
+    gives up, tokens at `oracle` (must be the contract's feeds), GLP at getAum(false) / supply."""
     for leg in order.glp:
-        if leg.glp > 0:
-            minimum, given = oracle.glp_value(leg.glp), oracle.token_value(leg.asset, leg.token_amount)
-        else:
-            minimum, given = oracle.token_value(leg.asset, leg.token_amount), oracle.glp_value(-leg.glp)
-        if minimum * BPS < given * floor_bps:
-            raise BoundTooLoose(f"leg in asset {leg.asset}: minimum worth {minimum} < {given} × {floor_bps}/10_000")
+        if leg.glp == 0 and leg.token_amount == 0:
+            continue
+        minimum, required = leg_bound(leg, oracle, max_slippage_bps)
+        if minimum < required:
+            raise BoundTooLoose(
+                f"leg in asset {leg.asset}: minimum worth {minimum} < required {required}"
+                f" (maxSlippageBps {max_slippage_bps})"
+            )
 
 
 def check_fills(order: Order, executed: Sequence[ExecutedLeg]) -> dict[int, int]:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from keeper.net.alloc import split_largest_remainder
-from keeper.net.contract import check_bounds
+from keeper.net.contract import check_bounds, leg_bound, max_redeem_glp, min_mint_glp
 from keeper.net.errors import BoundTooLoose, MandateViolation, NettingError
+from keeper.net.fill import GmxQuote, check_expected_fills
 from keeper.net.model import GlpLeg, Oracle, Order, VaultChange, VaultDelta
 from keeper.snapshot import Book
 from keeper.units import BPS
@@ -116,9 +117,16 @@ def net_changes(
     process_vaults: Sequence[int] = (),
     books: Mapping[int, Book] | None = None,
     sweep_stray: bool = False,
+    gmx: GmxQuote | None = None,
 ) -> NetPlan:
     """Net `changes` into one Order. Raises NettingError (MandateViolation, BoundTooLoose) instead of
     building an order the contract would reject.
+
+    `oracle` must be the contract's own marks (its Chainlink feeds and getAum(false)/supply,
+    `oracle_from_snapshot` of the raw snapshot), not the oracle guard's medians: the bounds and the crossing
+    are priced where `_checkBounds` prices them, so `BoundTooLoose` cannot happen by construction. With
+    `gmx`, every leg's expected GMX fill must reach its minimum, else `FillShortOfBound` (the transaction
+    would revert `FillOutsideBound` on chain).
 
     With `sweep_stray`, every non-denomination `cash` in `books` (stray surplus tokens) is sold into GLP
     for its vault; a vault with stray cash and no change gets an implicit empty change.
@@ -177,6 +185,8 @@ def net_changes(
             minimum = 0
             if net > 0:
                 minimum = math.floor(oracle.tokens_to_glp(i, net) * Fraction(keep, BPS))
+                if oracle.glp_supply > 0:  # the contract's rounding (values floor, required ceils) may need +1
+                    minimum = max(minimum, min_mint_glp(oracle, i, net, max_slippage_bps))
                 if minimum <= 0:
                     raise NettingError(f"asset {i}: mint of {net} units is below one GLP unit")
                 legs.append(GlpLeg(asset=i, glp=minimum, token_amount=net))
@@ -189,6 +199,8 @@ def net_changes(
                 crossed_glp += g
             need = q - p
             glp_in = math.ceil(oracle.tokens_to_glp(i, need) * Fraction(BPS, keep))
+            if oracle.glp_supply > 0:  # the contract's rounding may allow one unit less than the exact bound
+                glp_in = min(glp_in, max_redeem_glp(oracle, i, need, max_slippage_bps))
             legs.append(GlpLeg(asset=i, glp=-glp_in, token_amount=need))
             for v, share in split_largest_remainder(crossed_glp + glp_in, neg).items():
                 glp[v][i] -= share
@@ -220,6 +232,8 @@ def net_changes(
         deltas=tuple(deltas),
     )
     check_bounds(order, oracle, max_slippage_bps)  # by construction; a failure is a sizing bug or dust
+    if gmx is not None:
+        check_expected_fills(order, gmx, [leg_bound(leg, oracle, max_slippage_bps)[1] for leg in order.glp])
     return NetPlan(order, tuple(flows), tuple(crossings), oracle, slippage_bps, max_slippage_bps)
 
 

@@ -209,17 +209,23 @@ def test_oldest_pending_age_follows_a_stuck_transaction(
         app.close()
 
 
-# --- 3. the oracle guard's medians reach decide and netting -----------------------------------------------------
-def test_decide_and_netting_price_at_the_guard_median(
+# --- 3. the oracle guard's medians reach decide; netting and bounds stay at the contract's feeds -----------------
+def test_decide_prices_at_the_guard_median_netting_at_the_contract_feeds(
     anvil: Any, w3: Any, deployment: Any, chain: None, tmp_path: Path
 ) -> None:
+    from keeper.devnet.deploy import send
+    from keeper.net import leg_bound
+
     app = make_app(anvil, deployment, tmp_path / "state", safety={"dry_run": True})
     try:
+        vm = w3.eth.contract(address=deployment.vault_manager, abi=app._vm_abi)
+        send(w3, vm.functions.setLimits(120, 1_850, 1_000, 100), deployment.owner)  # maxSlippageBps 100 → 120
+        Market(w3, deployment).set_prices({"WETH": Decimal(3450)})  # every vault drifts: a plan with GLP legs
         raw = app.read(w3.eth.block_number)
         weth = raw.asset_index("WETH")
         feed = feed_price_usd30(raw.assets[weth])
-        # GMX quotes WETH 0.6% above Chainlink on both sides: sources (p, 1.006p, 1.006p) → median 1.006p
-        dear = feed * 10_060 // 10_000
+        # GMX quotes WETH 0.4% above Chainlink on both sides: sources (p, 1.004p, 1.004p) → median 1.004p
+        dear = feed * 10_040 // 10_000
         assets = list(raw.assets)
         assets[weth] = replace(assets[weth], gmx_min_price=dear, gmx_max_price=dear)
         shifted = replace(raw, assets=tuple(assets))
@@ -229,8 +235,26 @@ def test_decide_and_netting_price_at_the_guard_median(
         assert dict(memory.marks)["WETH"] == dear  # the decision's marks are the median, not the raw answer
         ev = app._evaluate(replace(shifted, memory=memory))
         assert feed_price_usd30(ev.snap.assets[weth]) == dear
-        if ev.plan is not None:
-            assert app.build_order(ev.snap, ev.plan).oracle.token_price[weth] == dear
+        assert ev.plan is not None and ev.plan.vaults
+        net = app.build_order(shifted, ev.plan)  # what _submit nets: the raw snapshot
+        assert net.oracle.token_price[weth] == feed  # the contract's valuation, not the median
+        assert net.max_slippage_bps == 120 == app.max_slippage_bps(raw.block_number)  # read from chain
+        assert net.order.glp
+        for leg in net.order.glp:  # the contract's own rule at the feeds, rounding included
+            minimum, required = leg_bound(leg, net.oracle, 120)
+            assert minimum >= required
+        # and the chain agrees: the rebalance simulates without BoundTooLoose at the real contract
+        # (FillOutsideBound is possible here only because the test's GMX quote is not GMX's real price)
+        data = app.calldata(net)
+        answer = w3.provider.make_request(
+            "eth_call", [{"from": app._keeper_address(), "to": deployment.vault_manager, "data": "0x" + data.hex()},
+                         hex(raw.block_number)])
+        if "error" in answer:
+            from keeper.execute.revert import ErrorDecoder
+
+            raw_data = answer["error"].get("data") or "0x"
+            decoded = ErrorDecoder.from_abi_dir().decode(bytes.fromhex(str(raw_data).removeprefix("0x")))
+            assert decoded.name != "BoundTooLoose", decoded.describe()
     finally:
         app.close()
 
