@@ -20,9 +20,11 @@ from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from keeper.chain import artifacts
-from keeper.chain.reader import decode_reserve_configuration
+from keeper.chain.reader import Addresses, SnapshotReader
+from keeper.decide import Rules, decide
 from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.errors import KeeperError
+from keeper.net import VaultChange, net_changes, oracle_from_snapshot, order_abi
 
 SYMBOLS = ("USDC", "WETH", "WBTC")
 TOKEN_SPECS: dict[str, tuple[str, int]] = {  # symbol -> (name, decimals)
@@ -61,10 +63,9 @@ USER_DEPOSITS: tuple[dict[str, int], ...] = (  # whole tokens per user (DEV_ACCO
     {"USDC": 400_000, "WETH": 100, "WBTC": 5},
 )
 
-# Seed rebalance targets.
-TARGET_HF = Fraction(3, 2)
-BUFFER_SHARE = Fraction(5, 100)
-MINT_MIN_SHARE = Fraction(9_950, 10_000)  # minimum GLP out: 50 bps under the oracle (fee is 30 bps)
+# Seed rebalance: the keeper's own fit (keeper.decide), netted like the daemon's orders (keeper.net).
+SEED_SLIPPAGE_BPS = 50  # GLP leg minimum 50 bps (fee 30 included) under the oracle
+SEED_NOTIONAL_CAP_USD = 10**12  # no per-rebalance cap: the seed fit is complete
 FLAG_CYCLE = 2
 
 
@@ -184,10 +185,6 @@ def _deploy(w3: Web3, name: str, sender: str, *args: Any) -> Contract:
     return contract(w3, name, address)
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def deploy_reference_system(w3: Web3, *, seed_positions: bool = True) -> Deployment:
     """Deploy and seed the whole reference system; see the module docstring for the accounts."""
     owner, keeper, risk_off, treasury, user_a, user_b = (Web3.to_checksum_address(a) for a in DEV_ACCOUNTS)
@@ -293,7 +290,9 @@ def deploy_reference_system(w3: Web3, *, seed_positions: bool = True) -> Deploym
     send(w3, manager.functions.processBuffers([v.id for v in vault_infos]), keeper)
 
     if seed_positions:
-        order = seed_order(w3, manager, pool, glp_manager, glp)
+        addresses = Addresses(manager.address, multicall.address, gmx_vault.address, glp_manager.address,
+                              router.address, pool.address, glp.address)
+        order = seed_order(w3, addresses, keeper)
         send(w3, manager.functions.rebalance(order), keeper, "seed rebalance")
 
     return Deployment(
@@ -316,73 +315,34 @@ def deploy_reference_system(w3: Web3, *, seed_positions: bool = True) -> Deploym
     )
 
 
-def seed_order(w3: Web3, manager: Contract, pool: Contract, glp_manager: Contract, glp: Contract) -> tuple[Any, ...]:
-    """The seed rebalance: every vault roughly delta-neutral at health factor ≈ TARGET_HF.
+def seed_order(w3: Web3, addresses: Addresses, keeper: str) -> tuple[Any, ...]:
+    """The seed rebalance: every vault exactly at the keeper's own target (drift ≈ 0, within any band).
 
-    Model (exact rationals, amounts floored to token units): a vault with denomination d and equity E
-    keeps collateral c in d and borrows every other asset a; borrowed tokens and the part of its buffer
-    not used as collateral are minted into GLP. With w_a the GLP pool's per-USD exposure weights
-    (w_a = value of poolAmount − reservedAmount for volatile tokens, poolAmount for stables, over the sum)
-    and GLP value G:
-        debt_a = G·w_a  (a ≠ d),  D = G·(1 − w_d),  c = H·D / LT_d  (so c·LT_d / D = H),
-        E − B = G + c − D  with the buffer B = 5% of E
-      ⇒ G = (E − B) / (1 + (1 − w_d)·(H / LT_d − 1)).
-    The vault mints G·w_a worth of every asset: the borrowed tokens, plus G·w_d from its own buffer.
-    Each (vault, asset) mint gets a nominal GLP minimum 50 bps under the oracle GLP price
-    (getAum(false) / supply): the vault's `deltas.glp[asset]`, summed per asset into that asset's leg
-    minimum; the contract credits each leg's surplus to the vaults minting through it, pro rata.
+    Reads a snapshot of the deployed system (`keeper.chain.reader`), fits every vault with the decision core
+    (`keeper.decide.decide`, default rules: the devnet config's; the fit does not depend on the drift policy;
+    no notional cap, so the first fit is complete) and nets the plan into one order with the keeper's netting
+    engine (`keeper.net`), as the daemon would. The fit uses the OI seen now, which the keeper records as
+    applied on its first run. Flags: the recurring cycle (as before: the first cycle is due 48h later).
     """
-    n = manager.functions.assetCount().call()
-    assets = [manager.functions.assets(i).call() for i in range(n)]
-    gmx = contract(w3, "Vault", glp_manager.functions.vault().call())
-    decimals = [contract(w3, "TestToken", a).functions.decimals().call() for a in assets]
-    prices = [manager.functions.priceOf(i).call() for i in range(n)]  # USD 1e30 per whole token
-    lts = [decode_reserve_configuration(pool.functions.getConfiguration(a).call()[0]).liquidation_threshold_bps
-           for a in assets]
-    aum = glp_manager.functions.getAum(False).call()
-    supply = glp.functions.totalSupply().call()
-
-    exposure: list[int] = []
-    for a, price, dec in zip(assets, prices, decimals, strict=True):
-        amount = gmx.functions.poolAmounts(a).call()
-        if not gmx.functions.stableTokens(a).call():
-            amount -= gmx.functions.reservedAmounts(a).call()
-        exposure.append(amount * price // 10**dec)
-    weights = [Fraction(x, sum(exposure)) for x in exposure]
-
-    def tokens_for(usd: Fraction, i: int) -> int:  # USD (1e30) -> token units, rounded down
-        return int(usd * 10 ** decimals[i] / prices[i])
-
-    def nominal_glp(amount: int, i: int) -> int:  # minimum GLP for minting `amount` of asset i
-        return int(Fraction(amount * prices[i], 10 ** decimals[i]) * MINT_MIN_SHARE * supply / aum)
-
-    zero = [0] * n
-    supply_total, borrow_total = list(zero), list(zero)
-    leg_tokens, leg_glp = list(zero), list(zero)
-    deltas: list[tuple[Any, ...]] = []
-    for vault_id in range(manager.functions.vaultCount().call()):
-        book = manager.functions.getBook(vault_id).call()
-        d = book[0]
-        equity = Fraction(manager.functions.equityUsd(vault_id).call())
-        lt = Fraction(lts[d], 10_000)
-        glp_usd = equity * (1 - BUFFER_SHARE) / (1 + (1 - weights[d]) * (TARGET_HF / lt - 1))
-        debt = [0 if i == d else tokens_for(glp_usd * weights[i], i) for i in range(n)]
-        debt_usd = sum(Fraction(debt[i] * prices[i], 10 ** decimals[i]) for i in range(n))
-        collateral = list(zero)
-        collateral[d] = _ceil_div(int(TARGET_HF * debt_usd / lt * 10 ** decimals[d]), prices[d]) + 1
-        minted = list(debt)
-        minted[d] = tokens_for(glp_usd * weights[d], d)
-        cash = list(zero)
-        cash[d] = -collateral[d] - minted[d]
-        assert book[2][d] + cash[d] >= 0, "seed order exceeds the buffer"
-        glp_nominal = [nominal_glp(minted[i], i) for i in range(n)]
-        for i in range(n):
-            supply_total[i] += collateral[i]
-            borrow_total[i] += debt[i]
-            leg_tokens[i] += minted[i]
-            leg_glp[i] += glp_nominal[i]
-        deltas.append((vault_id, glp_nominal, cash, collateral, debt))  # GLP per asset leg
-
-    legs = [(i, leg_glp[i], leg_tokens[i]) for i in range(n) if leg_tokens[i] > 0]
-    deadline = w3.eth.get_block("latest")["timestamp"] + 3_600
-    return (deadline, FLAG_CYCLE, legs, supply_total, borrow_total, list(zero), [], deltas)
+    snap = SnapshotReader(w3, addresses, keeper).read()
+    rules = {b.vault_id: Rules(notional_cap_usd=SEED_NOTIONAL_CAP_USD) for b in snap.books}
+    decision = decide(snap, rules, gas_price_wei=0)
+    if decision.halts or decision.plan is None:
+        raise DeploymentError(f"seed: the decision core does not plan the seed: {[h.reason() for h in decision.halts]}")
+    plan = decision.plan
+    if {vp.vault_id for vp in plan.vaults} != set(rules) or any(vp.partial for vp in plan.vaults):
+        raise DeploymentError("seed: the plan does not fit every vault in full")
+    changes = []
+    for vp in plan.vaults:
+        mandate = {vp.denomination} | {i for i, a in enumerate(snap.assets)
+                                       if a.is_stable or a.symbol in rules[vp.vault_id].hedged_assets}
+        mandate |= {i for i in range(len(snap.assets)) if vp.debt[i] or vp.collateral[i] or vp.interest[i]}
+        changes.append(VaultChange(
+            vault_id=vp.vault_id, denomination=vp.denomination, mandate=frozenset(mandate), glp=vp.glp,
+            collateral=vp.collateral, debt=tuple(d - i for d, i in zip(vp.debt, vp.interest, strict=True)),
+            interest=vp.interest, buffer=vp.cash[vp.denomination],
+        ))
+    net = net_changes(changes, oracle_from_snapshot(snap), slippage_bps=SEED_SLIPPAGE_BPS, max_slippage_bps=100,
+                      deadline=snap.block_timestamp + 3_600, flags=FLAG_CYCLE,
+                      books={b.vault_id: b for b in snap.books})
+    return order_abi(net.order)
