@@ -264,12 +264,16 @@ class Pipeline:
             record = self.store.transition(record.id, State.SIMULATED, State.SIMULATED, nonce=None)
         if record.intent.kind == "gap_fill" and record.nonce is None and not self._gap_exists(tick):
             return self._finish(record, State.CANCELLED, cancel_reason="no_gap")
-        if record.simulated_block != head:  # re-simulate before every first send
-            sim = self._simulate(record, head)
+        # re-simulate before every first send, on the newest state: the tick's head was read before the plan
+        # step and the still-wanted check, and a block mined since (a price update) is what the send meets
+        fresh = self.chain.block("latest")
+        at = max(head, fresh.number) if fresh is not None else head
+        if record.simulated_block != at:
+            sim = self._simulate(record, at)
             if not sim.ok:
                 return self._reverted_before_send(record, sim)
             record = self.store.transition(
-                record.id, State.SIMULATED, State.SIMULATED, gas_estimate=sim.gas, simulated_block=head
+                record.id, State.SIMULATED, State.SIMULATED, gas_estimate=sim.gas, simulated_block=at
             )
         gas_limit = gas_limit_for(record.gas_estimate or CANCEL_GAS, record.intent.gas_limit, self._margin)
         previous = [a for a in self.store.attempts(record.id) if a.nonce == record.nonce]

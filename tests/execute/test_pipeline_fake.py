@@ -330,3 +330,26 @@ def test_a_mined_revert_that_does_not_replay_is_counted_as_not_reproduced() -> N
     settle(pipeline, fake)
     assert store.get(record.id).error == "reverted on chain: NotReproduced()"
     assert pipeline.metrics.count("mined_reverts", error="NotReproduced") == 1
+
+
+def test_the_first_send_re_simulates_on_a_block_mined_after_the_tick_read_its_head() -> None:
+    """Demo root cause: a price update mined while the tick was planning (after its head read, during the
+    still-wanted check). Simulated at the tick's stale head it passed and mined reverted; re-simulated on the
+    newest block right before signing, it is refused before any gas is spent."""
+    pipeline, fake, store, _ = build()
+    to = fresh_address()
+    calls = {"n": 0}
+
+    def wanted(_record: IntentRecord) -> bool:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the send step's check: meanwhile the market's price update is mined
+            fake.head += 1
+            fake.reverts[to.lower()] = bytes.fromhex("4e487b71") + (0x11).to_bytes(32, "big")
+        return True
+
+    pipeline.still_wanted = wanted
+    record = pipeline.submit(Intent("raced", to=to, value=1))
+    pipeline.tick()
+    done = store.get(record.id)
+    assert done.state is State.FAILED and done.nonce is None and store.attempts(record.id) == []
+    assert pipeline.metrics.simulation_reverts == 1 and fake.sends == []
