@@ -43,6 +43,7 @@ class Receipt:
     block_hash: str
     status: int
     logs: tuple[Log, ...] = ()
+    gas_used: int | None = None
 
 
 @dataclass(frozen=True)
@@ -442,7 +443,8 @@ class RpcChain:
         if raw is None or raw.get("blockNumber") is None:
             return None
         logs = tuple(Log(str(lg["address"]), tuple(str(t) for t in lg.get("topics", []))) for lg in raw["logs"])
-        return Receipt(tx_hash, _int(raw["blockNumber"]), raw["blockHash"], _int(raw["status"]), logs)
+        gas_used = _int(raw["gasUsed"]) if raw.get("gasUsed") is not None else None
+        return Receipt(tx_hash, _int(raw["blockNumber"]), raw["blockHash"], _int(raw["status"]), logs, gas_used)
 
     def knows(self, tx_hash: str) -> bool:
         try:

@@ -27,6 +27,7 @@ class PoolTx:
     value: int
     fee_cap: int  # maxFeePerGas or gasPrice
     priority: int
+    gas: int = 0
 
 
 def decode_raw(raw: bytes) -> PoolTx:
@@ -36,7 +37,9 @@ def decode_raw(raw: bytes) -> PoolTx:
     fee_cap = int(tx.get("maxFeePerGas", tx.get("gasPrice", 0)))
     priority = int(tx.get("maxPriorityFeePerGas", tx.get("gasPrice", 0)))
     to = str(tx["to"]).lower()
-    return PoolTx("0x" + keccak(raw).hex(), raw, sender.lower(), tx["nonce"], to, tx["value"], fee_cap, priority)
+    return PoolTx(
+        "0x" + keccak(raw).hex(), raw, sender.lower(), tx["nonce"], to, tx["value"], fee_cap, priority, int(tx["gas"])
+    )
 
 
 @dataclass
@@ -54,6 +57,7 @@ class FakeChain:
     send_errors: list[str] = field(default_factory=list)  # scripted answers for the next sends
     reverts: dict[str, bytes] = field(default_factory=dict)  # `to` (lower) → revert data
     revert_on_mine: set[str] = field(default_factory=set)  # `to` (lower): transactions to it mine with status 0
+    out_of_gas: set[str] = field(default_factory=set)  # `to` (lower): mine with status 0 using their whole gas limit
     sends: list[tuple[str, Route]] = field(default_factory=list)
     read_failures: int = 0
 
@@ -135,10 +139,11 @@ class FakeChain:
                 del self.mempool[(sender, nonce)]
                 self.nonces[sender] = nonce + 1
                 self.mined.append(tx)
-                ok = tx.to not in self.revert_on_mine
+                ok = tx.to not in self.revert_on_mine and tx.to not in self.out_of_gas
                 self.receipts[tx.tx_hash] = Receipt(
                     tx.tx_hash, self.head, self._hash(self.head), 1 if ok else 0,
                     (Log(tx.to, ("0x" + "00" * 32,)),) if ok else (),
+                    gas_used=tx.gas if tx.to in self.out_of_gas else 21_000,
                 )
 
     def foreign_tx(self, sender: str) -> None:

@@ -619,7 +619,7 @@ class Pipeline:
         outcome = self._outcome(record, attempt, receipt)
         reason: dict[str, Any] = {}
         if outcome == "reverted":
-            decoded = self._replay_revert(record, receipt)
+            decoded = self._replay_revert(record, attempt, receipt)
             reason["error"] = f"reverted on chain: {decoded.describe()}"[:500]
         for other in self.store.attempts(record.id):
             if other.id == attempt.id:
@@ -648,15 +648,18 @@ class Pipeline:
         self._persisted("mined", record)
         return record
 
-    def _replay_revert(self, record: IntentRecord, receipt: Receipt) -> DecodedRevert:
+    def _replay_revert(self, record: IntentRecord, attempt: Attempt, receipt: Receipt) -> DecodedRevert:
         """Why a mined transaction reverted: replay its call on the state before its block (block − 1), then, if
         that passes (a transaction earlier in the same block changed the state), on the mined block's state.
         Decoded from abis/, logged (`intent.mined_revert`) and counted (`mined_reverts`, label `error` = the
-        error's name: bounded by the ABIs, `NotReproduced` when neither replay reverts, e.g. out of gas or a
-        timestamp-dependent check). A failing replay never stops the pipeline."""
+        error's name: bounded by the ABIs; when neither replay reverts, `OutOfGas` if the receipt used at least
+        63/64 of the gas limit (the replay runs without the limit), else `NotReproduced`, e.g. a check on the
+        block's timestamp). A failing replay never stops the pipeline."""
         intent = record.intent
         call = CallRequest(self.sender, intent.to, intent.data, intent.value)
         decoded = DecodedRevert("NotReproduced", ())
+        if receipt.gas_used is not None and receipt.gas_used * 64 >= attempt.gas_limit * 63:  # 63/64: EIP-150
+            decoded = DecodedRevert("OutOfGas", (receipt.gas_used, attempt.gas_limit), arg_names=("used", "limit"))
         for block in (receipt.block_number - 1, receipt.block_number):
             try:
                 sim = self.chain.simulate(call, block)

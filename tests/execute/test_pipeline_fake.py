@@ -353,3 +353,17 @@ def test_the_first_send_re_simulates_on_a_block_mined_after_the_tick_read_its_he
     done = store.get(record.id)
     assert done.state is State.FAILED and done.nonce is None and store.attempts(record.id) == []
     assert pipeline.metrics.simulation_reverts == 1 and fake.sends == []
+
+
+def test_a_mined_revert_that_used_its_whole_gas_limit_is_counted_as_out_of_gas() -> None:
+    """The replay runs without the gas limit and passes; the receipt used the whole limit: `OutOfGas`."""
+    pipeline, fake, store, _ = build()
+    to = fresh_address()
+    record = pipeline.submit(Intent("heavier-at-mining", to=to, value=1))
+    pipeline.tick()
+    fake.out_of_gas.add(to.lower())
+    settle(pipeline, fake)
+    (attempt,) = store.attempts(record.id)
+    limit = attempt.gas_limit
+    assert store.get(record.id).error == f"reverted on chain: OutOfGas(used={limit}, limit={limit})"
+    assert pipeline.metrics.count("mined_reverts", error="OutOfGas") == 1
