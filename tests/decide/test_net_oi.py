@@ -226,3 +226,28 @@ def test_a_vault_is_refit_by_net_oi_only_after_its_own_drift_held(start: int, st
                 applied[v], streak[v] = math.floor(oi), None
         else:
             mem = d.memory
+
+
+def test_the_floor_is_configurable_like_every_rule(tmp_path: Path) -> None:
+    """`oi_drift_floor_bps` in `default_rules` or a vault's `rules` reaches Rules (keeper.daemon.app.rules_by_vault);
+    a negative value is named."""
+    from keeper.config import load_config, render_toml
+    from keeper.daemon.app import rules_by_vault
+    from keeper.errors import ConfigError
+
+    addr = "0x" + "11" * 20
+    base: dict[str, object] = {
+        "chain": {"chain_id": 31337, "rpc_urls": ["http://127.0.0.1:8545"]},
+        "contracts": {k: addr for k in ("vault_manager", "multicall", "gmx_vault", "glp_manager", "reward_router",
+                                        "pool", "glp")},
+        "default_rules": {"oi_drift_floor_bps": 2_000},
+        "vaults": [{"id": 1, "rules": {"oi_drift_floor_bps": 0}}],
+    }
+    path = tmp_path / "keeper.toml"
+    path.write_text(render_toml(base))
+    rules = rules_by_vault(load_config(path), [0, 1])
+    assert (rules[0].oi_drift_floor_bps, rules[1].oi_drift_floor_bps) == (2_000, 0)
+    assert Rules().oi_drift_floor_bps == 1_000
+    path.write_text(render_toml({**base, "vaults": [{"id": 1, "rules": {"oi_drift_floor_bps": -1}}]}))
+    with pytest.raises(ConfigError, match="oi_drift_floor_bps"):
+        rules_by_vault(load_config(path), [0, 1])
