@@ -48,6 +48,7 @@ VOLATILITY = {"WETH": Decimal("0.8"), "WBTC": Decimal("0.6")}  # annual
 CRASH = {"WETH": Decimal("0.22"), "WBTC": Decimal("0.18")}  # fraction of the price lost at the crash
 RALLY = {"WETH": Decimal("0.30"), "WBTC": Decimal("0.25")}  # fraction gained at the rally
 UNMINED = frozenset({State.PLANNED, State.SIMULATED, State.SIGNED, State.BROADCAST})
+QUIET_SECONDS = 0.45  # > the daemon's poll (0.2 s) + one tick (< 0.2 s, else it logs an overrun)
 WIDTH = 120  # the live table fits this many columns
 # the daemon's journal keys (keeper.daemon.app.PENDING, keeper.daemon.lyf_job.PENDING, app.ATTRIBUTION)
 VAULT_PENDING, LYF_PENDING, ATTRIBUTION = "pending", "lyf-pending", "attribution"
@@ -281,14 +282,27 @@ class JournalTally:
     fee_usd30: dict[int, int]  # per vault, at the oracle when mined
     gas_wei: dict[int, int]  # per vault
     unattributed_gas_wei: int
+    reverted_errors: dict[str, int] = field(default_factory=dict)  # mined with status 0, by the replayed error
+    refused_errors: dict[str, int] = field(default_factory=dict)  # refused by the simulation gate, by error
+
+
+def _error_name(error: str, prefix: str) -> str:
+    """`would revert: BoundTooLoose(asset=1, ...)` → `BoundTooLoose` (the journal's error text)."""
+    return error.removeprefix(prefix).strip().split("(", 1)[0] or "?"
 
 
 def tally(store: Store, sender: str) -> JournalTally:
     vault_triggers: Counter[str] = Counter()
     lyf_triggers: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
+    reverted: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
     vault_n = lyf_n = 0
     for record in store.all_intents(sender):
+        if record.outcome == "reverted":
+            reverted[_error_name(record.error or "unknown", "reverted on chain:")] += 1
+        elif not record.outcome and record.error and record.error.startswith("would revert"):
+            refused[_error_name(record.error, "would revert:")] += 1
         if record.outcome == "success":
             outcomes["success"] += 1
         elif record.state is State.CANCELLED:
@@ -311,7 +325,7 @@ def tally(store: Store, sender: str) -> JournalTally:
             lyf_triggers.update(set(json.loads(lyf).get("triggers", [])))
     fees, gas, unattributed = costs(store)
     return JournalTally(dict(vault_triggers), vault_n, dict(lyf_triggers), lyf_n, dict(outcomes), fees, gas,
-                        unattributed)
+                        unattributed, dict(reverted), dict(refused))
 
 
 def costs(store: Store) -> tuple[dict[int, int], dict[int, int], int]:
@@ -433,21 +447,22 @@ class Demo:
         for step in range(1, steps + 1):
             if daemon.poll() is not None:
                 raise RuntimeError(f"keeper run exited with {daemon.returncode}; see its log")
-            market.advance(o.step_seconds)
-            market.set_prices(path[step])
+            # traders open and close longs: ±35% around the deployed 3,000 WETH reserved, from the deployed level
+            eth_reserved = oi_swing(step + day // 2, 2 * day, Decimal(3000), Decimal("0.35"))
+            deposit = withdraw = None
+            if step % day == day // 2:  # a deposit a day, a withdrawal every other day
+                user = d.users[step % 2]
+                vault = (step // day) % 3
+                deposit = (user, vault, [50_000 * 10**6, 20 * 10**18, 10**8][vault])
+                if step % (2 * day) == day // 2 and market.shares(user, vault) > 0:
+                    withdraw = (user, vault, market.shares(user, vault) // 20)
+            # the whole step in one block: the keeper never trades on half a step (see Market.step)
+            market.step(o.step_seconds, path[step], [("WETH", eth_reserved, Decimal(10_000_000), Decimal(3100))],
+                        deposit=deposit, withdraw=withdraw)
             if self.lyf is not None:  # AVAX follows ETH's path with 1.5× its moves; the feed is refreshed every step
                 factor = 1 + (path[step]["WETH"] / path[step - 1]["WETH"] - 1) * Decimal("1.5")
                 avax *= factor
                 move_price(w3, self.lyf, Fraction(factor))
-            # traders open and close longs: ±35% around the deployed 3,000 WETH reserved, from the deployed level
-            eth_reserved = oi_swing(step + day // 2, 2 * day, Decimal(3000), Decimal("0.35"))
-            market.set_open_interest("WETH", eth_reserved, Decimal(10_000_000), Decimal(3100))
-            if step % day == day // 2:  # a deposit a day, a withdrawal every other day
-                user = d.users[step % 2]
-                vault = (step // day) % 3
-                market.deposit(user, vault, [50_000 * 10**6, 20 * 10**18, 10**8][vault])
-                if step % (2 * day) == day // 2 and market.shares(user, vault) > 0:
-                    market.request_withdraw(user, vault, market.shares(user, vault) // 20)
             before = reader.read()
             deadline = time.monotonic() + o.step_wall_seconds
             while time.monotonic() < deadline:
@@ -489,19 +504,24 @@ class Demo:
         return sum(1 for r in store.in_flight(sender) if r.state in UNMINED)
 
     def _settle(self, scrape: Scrape, url: str, store: Store, sender: str, bound: float = 30.0) -> None:
-        """Before the market moves again (bounded): the daemon has ticked the newest block, twice in a row the
-        same tick count (not mid-tick), and nothing it planned is still unmined (anvil mines on arrival)."""
+        """Before the market moves again (bounded): the daemon has seen the newest block, nothing it planned is
+        still unmined (anvil mines on arrival), and its tick count has stayed the same for longer than a tick
+        lasts (`QUIET_SECONDS`). `keeper_head_block` is set when a tick STARTS and `keeper_ticks_total` counts
+        when it ENDS: two equal samples 0.15 s apart used to pass while a tick was still deciding, and the
+        step then landed between its snapshot and its transaction (the demo's on-chain reverts)."""
         deadline = time.monotonic() + bound
-        quiet: float | None = None
+        quiet: tuple[float, float] | None = None  # (tick count, since when it is unchanged and caught up)
         while time.monotonic() < deadline:
             head = int(str(rpc(url, "eth_blockNumber")), 16)
             scrape.refresh()
             ticks = scrape.total("keeper_ticks_total")
             caught_up = scrape.total("keeper_head_block") >= head and self._unmined(store, sender) == 0
-            if caught_up and quiet == ticks:
+            now = time.monotonic()
+            if not caught_up or quiet is None or quiet[0] != ticks:
+                quiet = (ticks, now) if caught_up else None
+            elif now - quiet[1] >= QUIET_SECONDS:
                 return
-            quiet = ticks if caught_up else None
-            time.sleep(0.15)
+            time.sleep(0.1)
 
     def _drain(self, scrape: Scrape, url: str, bound: float = 90.0) -> None:
         """After the last step: mine blocks (1 s of chain time each) until every intent is final and accounted,
@@ -621,6 +641,8 @@ class Demo:
             "recurring_cycles": j.vault_triggers.get("cycle", 0) if j else 0,
             "rebalances_mined": j.vault_rebalances if j else 0,
             "intent_outcomes": j.outcomes if j else {},
+            "reverted_on_chain_by_error": j.reverted_errors if j else {},
+            "refused_by_simulation_by_error": j.refused_errors if j else {},
             "submitted_by_trigger": self.submitted,
             "rebalance_results": self.results,
             "failed_transaction_gas_eth": str(Decimal(repr(self.failed_gas_wei)) / Decimal(10**18)),
@@ -644,6 +666,10 @@ class Demo:
         lines.append(f"  rebalances on chain: {s['rebalances_on_chain']} (VaultManager.rebalanceCount, the "
                      f"deployment's seeding included), {s['rebalances_mined']} by the keeper; its intents: "
                      + _counts(s["intent_outcomes"]))
+        if s["reverted_on_chain_by_error"] or s["refused_by_simulation_by_error"]:
+            lines.append("  reverted on chain, by error: " + (_counts(s["reverted_on_chain_by_error"]) or "none")
+                         + "; refused by the simulation gate, by error: "
+                         + (_counts(s["refused_by_simulation_by_error"]) or "none"))
         lines.append("  mined rebalances by trigger (each kind once per rebalance): "
                      + _counts(s["rebalances_by_trigger"]) + f"; recurring cycles {s['recurring_cycles']}")
         lines.append("  submitted, by trigger (keeper_triggers_fired_total): " + _counts(s["submitted_by_trigger"]))

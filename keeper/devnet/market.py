@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
 from web3 import Web3
+from web3.contract.contract import ContractFunction
 
 from keeper.devnet.anvil import rpc
 from keeper.devnet.deploy import FEED_DECIMALS, TOKEN_SPECS, Deployment, contract, send
@@ -123,6 +124,63 @@ class Market:
     def shares(self, user: str, vault_id: int) -> int:
         value: int = self._vm.functions.sharesOf(vault_id, user).call()
         return value
+
+    def step(
+        self,
+        seconds: int,
+        prices: Mapping[str, Decimal],
+        open_interest: Sequence[tuple[str, Decimal, Decimal, Decimal]] = (),
+        deposit: tuple[str, int, int] | None = None,
+        withdraw: tuple[str, int, int] | None = None,
+    ) -> int:
+        """One market step as ONE block: `seconds` of time, every feed in `prices`, the open interest
+        (symbol, reserved tokens, short USD, short average price), a user's deposit (user, vault, amount) and
+        withdrawal request (user, vault, shares). Returns the block number.
+
+        A step stands for `seconds` of market time (hours in the demo). Applied as a burst of one block per
+        setter, a keeper that read the chain between two of them traded on half a step, and its transaction
+        met the rest of the step — hours of price movement between its snapshot and its inclusion, which no
+        real block sees (a real Chainlink feed moves by one deviation threshold per update). In one block the
+        keeper sees the state before the step or after it, never a mix. The deposit's tokens are minted and
+        approved first (own blocks: nothing the keeper reads); the user's deposit and request follow in the
+        step's block (same sender: nonce order)."""
+        if deposit is not None:
+            user, vault_id, amount = deposit
+            symbol = list(self.d.tokens)[self._vm.functions.getBook(vault_id).call()[0]]
+            send(self.w3, self._tokens[symbol].functions.mint(user, amount), self.d.owner)
+            send(self.w3, self._tokens[symbol].functions.approve(self.d.vault_manager, amount), user)
+        calls: list[tuple[ContractFunction, str]] = []
+        for symbol, usd in prices.items():
+            answer = int((usd * 10**FEED_DECIMALS).to_integral_value())
+            calls.append((self._feeds[symbol].functions.setAnswer(answer), self.d.owner))
+        for symbol, reserved_tokens, short_usd, short_avg in open_interest:
+            token = self.d.tokens[symbol]
+            reserved = int(reserved_tokens * 10 ** TOKEN_SPECS[symbol][1])
+            calls.append((self._gmx.functions.setReservedAmount(token, reserved), self.d.owner))
+            calls.append((self._gmx.functions.setGlobalShortSize(token, int(short_usd * 10**30)), self.d.owner))
+            calls.append((self._gmx.functions.setGlobalShortAveragePrice(token, int(short_avg * 10**30)),
+                          self.d.owner))
+        if deposit is not None:
+            calls.append((self._vm.functions.deposit(deposit[1], deposit[2]), deposit[0]))
+        if withdraw is not None:
+            calls.append((self._vm.functions.requestWithdraw(withdraw[1], withdraw[2]), withdraw[0]))
+        rpc(self.url, "evm_setAutomine", [False])
+        try:
+            hashes = [fn.transact({"from": sender, "gas": 1_000_000}) for fn, sender in calls]
+            rpc(self.url, "evm_increaseTime", [seconds])
+            rpc(self.url, "evm_mine")
+        finally:
+            rpc(self.url, "evm_setAutomine", [True])
+        blocks = set()
+        for (fn, _sender), h in zip(calls, hashes, strict=True):
+            receipt = self.w3.eth.wait_for_transaction_receipt(h)
+            if receipt["status"] != 1:
+                raise RuntimeError(f"market step: {fn.fn_name} reverted")
+            blocks.add(int(receipt["blockNumber"]))
+        number = int(self.w3.eth.block_number)
+        if blocks - {number}:
+            raise RuntimeError(f"market step spread over blocks {sorted(blocks)}")
+        return number
 
     def advance(self, seconds: int, blocks: int = 1) -> None:
         """Compress time: the next block is `seconds` later (rewards, interest and timers move with it)."""
