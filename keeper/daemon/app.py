@@ -575,8 +575,9 @@ class KeeperApp:
     def build_order(self, snap: Snapshot, plan: Plan) -> NetPlan:
         """The plan as one Order, sized where `VaultManager` checks it: `snap` must be the RAW snapshot (feed
         answers, not the oracle guard's medians: `_checkBounds` values the legs at its own feeds), the real
-        `maxSlippageBps` read at the snapshot's block, and every leg's expected GMX fill checked against its
-        minimum (`FillShortOfBound`: it would revert `FillOutsideBound`). Decisions stay at the medians."""
+        `maxSlippageBps` read at the snapshot's block, every leg's expected GMX fill checked against its
+        minimum (`FillShortOfBound`: it would revert `FillOutsideBound`), and repays funded in the contract's
+        execution order from the books' cash (`held`: else `InsufficientBalance`). Decisions stay at the medians."""
         self._ensure_rules(snap)
         changes = plan_changes(plan, snap, self.rules)
         process = [vp.vault_id for vp in plan.vaults if vp.process]
@@ -590,6 +591,8 @@ class KeeperApp:
             process_vaults=process,
             books={b.vault_id: b for b in snap.books},
             gmx=gmx_quote(snap),
+            # the manager's balances at least: repays run before withdrawals (keeper.net.engine `held`)
+            held=tuple(sum(b.cash[i] for b in snap.books) for i in range(len(snap.assets))),
         )
 
     def max_slippage_bps(self, block: int) -> int:

@@ -7,6 +7,7 @@ from keeper.net.contract import (
     check_bounds,
     check_conservation,
     check_fills,
+    check_funding,
     leg_bound,
     surplus_credits,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "check_conservation",
     "check_expected_fills",
     "check_fills",
+    "check_funding",
     "compare_notional",
     "gmx_quote",
     "gross_notional",

@@ -146,6 +146,31 @@ def check_bounds(order: Order, oracle: Oracle, max_slippage_bps: int) -> None:
             )
 
 
+def check_funding(order: Order, held: Sequence[int]) -> None:
+    """`InsufficientBalance` of the manager, walking `rebalance`'s execution order per asset with the redeem
+    legs at their minimum out: redeems (+), repays (−), supplies of what is held, withdrawals (+), borrows
+    (+), the deferred rest of the supplies (−), mints (−). `held` = the manager's balances before the order
+    (a lower bound such as Σ books' cash makes the check conservative). Raises ContractRevert
+    `InsufficientBalance(asset, balance, needed)` at the first step that lacks tokens."""
+    for i in range(len(order.supply)):
+        leg = order.leg(i)
+        balance = held[i] + (leg.token_amount if leg is not None and leg.glp < 0 else 0)
+        repay = max(-order.borrow[i], 0)
+        if balance < repay:
+            raise ContractRevert("InsufficientBalance", i, balance, repay)
+        balance -= repay
+        want = max(order.supply[i], 0)
+        first = min(want, balance)
+        balance -= first
+        balance += max(-order.supply[i], 0) + max(order.borrow[i], 0)
+        if balance < want - first:
+            raise ContractRevert("InsufficientBalance", i, balance, want - first)
+        balance -= want - first
+        mint_in = leg.token_amount if leg is not None and leg.glp > 0 else 0
+        if balance < mint_in:
+            raise ContractRevert("InsufficientBalance", i, balance, mint_in)
+
+
 def check_fills(order: Order, executed: Sequence[ExecutedLeg]) -> dict[int, int]:
     """`FillOutsideBound`: each leg executed at least its minimum; returns the surplus per asset."""
     by_asset = {e.asset: e for e in executed}

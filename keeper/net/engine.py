@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from keeper.net.alloc import split_largest_remainder
-from keeper.net.contract import check_bounds, leg_bound, max_redeem_glp, min_mint_glp
+from keeper.net.contract import check_bounds, check_funding, leg_bound, max_redeem_glp, min_mint_glp
 from keeper.net.errors import BoundTooLoose, MandateViolation, NettingError
 from keeper.net.fill import GmxQuote, check_expected_fills
 from keeper.net.model import GlpLeg, Oracle, Order, VaultChange, VaultDelta
@@ -118,6 +118,7 @@ def net_changes(
     books: Mapping[int, Book] | None = None,
     sweep_stray: bool = False,
     gmx: GmxQuote | None = None,
+    held: Sequence[int] | None = None,
 ) -> NetPlan:
     """Net `changes` into one Order. Raises NettingError (MandateViolation, BoundTooLoose) instead of
     building an order the contract would reject.
@@ -127,6 +128,14 @@ def net_changes(
     are priced where `_checkBounds` prices them, so `BoundTooLoose` cannot happen by construction. With
     `gmx`, every leg's expected GMX fill must reach its minimum, else `FillShortOfBound` (the transaction
     would revert `FillOutsideBound` on chain).
+
+    `held` (the manager's token balances before the order, per asset; a lower bound such as Σ books' cash is
+    safe) makes the order fundable in the contract's execution order: `_moveLending` repays BEFORE it
+    withdraws collateral, so a repay can use only what the manager holds plus the redeem legs' output. When a
+    crossing would pay a repay with tokens that only a withdrawal (later in the transaction) frees, the
+    mint-side vaults keep the unfundable part as cash instead of crossing it (pro rata, largest remainder)
+    and the redeem leg grows by it; their GLP follows on a later rebalance. Without `held`, no adjustment.
+    `check_funding` then verifies the whole sequence (else `InsufficientBalance` would revert on chain).
 
     With `sweep_stray`, every non-denomination `cash` in `books` (stray surplus tokens) is sold into GLP
     for its vault; a vault with stray cash and no change gets an implicit empty change.
@@ -165,6 +174,8 @@ def net_changes(
         tokens[vid] = [
             c.debt[i] - c.collateral[i] - (c.buffer if i == c.denomination else 0) + s[i] for i in range(n)
         ]
+    if held is not None:
+        _fund_repays(tokens, by_id, ids, held, n)
     glp: dict[int, list[int]] = {vid: [0] * n for vid in ids}
     legs: list[GlpLeg] = []
     crossings: list[Crossing] = []
@@ -232,9 +243,31 @@ def net_changes(
         deltas=tuple(deltas),
     )
     check_bounds(order, oracle, max_slippage_bps)  # by construction; a failure is a sizing bug or dust
+    if held is not None:
+        check_funding(order, held)
     if gmx is not None:
         check_expected_fills(order, gmx, [leg_bound(leg, oracle, max_slippage_bps)[1] for leg in order.glp])
     return NetPlan(order, tuple(flows), tuple(crossings), oracle, slippage_bps, max_slippage_bps)
+
+
+def _fund_repays(
+    tokens: dict[int, list[int]], by_id: Mapping[int, VaultChange], ids: Sequence[int], held: Sequence[int], n: int
+) -> None:
+    """Keep mint-side tokens as cash where crossing them would fund a repay that executes before the
+    withdrawal freeing them. Per asset i: repay R = −Σ debt (net, if negative), redeem(x) = max(N − (P − x), 0);
+    the smallest x in [0, P] with held + redeem(x) >= R is taken off the mint side (in place)."""
+    for i in range(n):
+        repay = max(-sum(by_id[v].debt[i] for v in ids), 0)
+        if repay <= held[i]:
+            continue
+        pos = {v: tokens[v][i] for v in ids if tokens[v][i] > 0}
+        p = sum(pos.values())
+        q = sum(-tokens[v][i] for v in ids if tokens[v][i] < 0)
+        keep = min(max(repay - held[i] - q + p, 0), p)
+        if keep == 0:
+            continue
+        for v, share in split_largest_remainder(keep, pos).items():
+            tokens[v][i] -= share
 
 
 def separate_plans(
