@@ -81,8 +81,14 @@ def _pending(app: KeeperApp) -> list[tuple[int, str]]:
     return out
 
 
+def unfit(w3: Any, deployment: Any) -> None:
+    """ETH +33%: every vault drifts beyond 10%, so the next tick plans a rebalance (the seed is the keeper's own
+    fit: right after deployment nothing is planned)."""
+    Market(w3, deployment).set_prices({"WETH": Decimal(4000)})
+
+
 def fit(app: KeeperApp, w3: Any, anvil: Any, rounds: int = 6) -> None:
-    """Rebalance until the keeper plans nothing at the current prices (the seeded books are not fitted)."""
+    """Rebalance until the keeper plans nothing at the current prices."""
     for _ in range(rounds):
         before = len(_pending(app))
         app.on_block(w3.eth.block_number)
@@ -186,11 +192,12 @@ def test_last_rebalance_and_deadline_are_seeded_from_chain_after_a_restart(
 def test_oldest_pending_age_follows_a_stuck_transaction(
     anvil: Any, w3: Any, deployment: Any, tmp_path: Path, no_automine: Callable[[bool], None]
 ) -> None:
+    unfit(w3, deployment)
     app = make_app(anvil, deployment, tmp_path / "state", gas={"replace_after_blocks": 50})
     try:
         no_automine(False)
         head = w3.eth.block_number
-        app.on_block(head)  # the seeded books are not fitted: a rebalance is planned
+        app.on_block(head)  # every vault drifted: a rebalance is planned
         app.on_in_flight(head)
         (record,) = app.store.in_flight(app._keeper_address())
         assert record.state is State.BROADCAST
@@ -325,6 +332,7 @@ def test_still_wanted_keeps_the_intent_when_the_read_fails(
 ) -> None:
     from keeper.errors import ReadError
 
+    unfit(w3, deployment)
     app = make_app(anvil, deployment, tmp_path / "state")
     try:
         head = w3.eth.block_number
@@ -349,6 +357,7 @@ def test_fee_ledger_charges_each_vaults_depositors_its_own_cost_and_survives_a_r
     anvil: Any, w3: Any, deployment: Any, chain: None, tmp_path: Path
 ) -> None:
     state = tmp_path / "state"
+    unfit(w3, deployment)
     app = make_app(anvil, deployment, state)
     try:
         app.on_block(w3.eth.block_number)
@@ -399,6 +408,7 @@ def test_rate_limit_window_is_rebuilt_from_the_journal(
     anvil: Any, w3: Any, deployment: Any, chain: None, tmp_path: Path
 ) -> None:
     state = tmp_path / "state"
+    unfit(w3, deployment)
     app = make_app(anvil, deployment, state, safety={"max_rebalances_per_hour": 1})
     try:
         app.on_block(w3.eth.block_number)
@@ -406,7 +416,7 @@ def test_rate_limit_window_is_rebuilt_from_the_journal(
         submitted = list(app._submitted)
     finally:
         app.close()
-    Market(w3, deployment).set_prices({"WETH": Decimal(3450)})
+    Market(w3, deployment).set_prices({"WETH": Decimal(3450)})  # −14%: a drift, not urgent (HF stays above 1.2)
     app = make_app(anvil, deployment, state, safety={"max_rebalances_per_hour": 1})
     try:
         assert app._submitted == submitted and len(submitted) == 1
@@ -421,6 +431,7 @@ def test_rate_limit_window_is_rebuilt_from_the_journal(
 def test_every_line_of_a_job_carries_block_and_intent_context(
     anvil: Any, w3: Any, deployment: Any, tmp_path: Path, json_log: Callable[[], list[dict[str, Any]]]
 ) -> None:
+    unfit(w3, deployment)
     app = make_app(anvil, deployment, tmp_path / "state")
     try:
         json_log()
