@@ -48,7 +48,8 @@ from keeper.daemon.endpoints import Endpoints
 from keeper.daemon.fee_ledger import LEDGER_KEY as _LEDGER_KEY
 from keeper.daemon.fee_ledger import FeeLedger
 from keeper.daemon.http import Health, serve
-from keeper.daemon.journal import unaccounted
+from keeper.daemon.journal import FINISHED, unaccounted
+from keeper.daemon.lyf_job import ACCOUNTED as LYF_ACCOUNTED
 from keeper.daemon.lyf_job import PENDING as LYF_PENDING
 from keeper.daemon.lyf_job import LyfJob
 from keeper.daemon.metrics import Metrics
@@ -518,9 +519,9 @@ class KeeperApp:
         if ev.blocked:
             _log.warning("oracle guard: no trade", refused=sorted(ev.refused), blocking=sorted(ev.blocked))
             return
-        # One rebalance at a time until it is mined: the next snapshot then already contains it. Mined but
-        # not yet final is fine: the next intent takes the next nonce, so even after a reorg the chain
-        # executes them in the order they were planned.
+        # One rebalance at a time until it is confirmed and accounted: only then does the decision memory carry
+        # what it executed (OI applied, timers, last-rebalance marks); deciding on the books it already changed
+        # with the memory from before it would plan the same refit again.
         if self._rebalance_in_flight():
             _log.info("a rebalance is in flight; waiting for it")
             return
@@ -557,11 +558,15 @@ class KeeperApp:
                           frozenset(blocking(refused, touched, glp_dependent=glp_dependent)))
 
     def _rebalance_in_flight(self) -> bool:
-        """A rebalance (vaults or LYF) signed but not yet mined: the next one waits for it."""
-        unmined = (State.PLANNED, State.SIMULATED, State.SIGNED, State.BROADCAST)
-        return self.pipeline is not None and any(
-            r.intent.kind == "call" and r.state in unmined for r in self.store.in_flight(self._keeper_address())
-        )
+        """A rebalance (vaults or LYF) not yet confirmed, or confirmed and not yet accounted (its memory not yet
+        saved): the next one waits for it. Bounded by `chain.confirmations` blocks once mined."""
+        if self.pipeline is None:
+            return False
+        sender = self._keeper_address()
+        if any(r.intent.kind == "call" and r.state not in FINISHED for r in self.store.in_flight(sender)):
+            return True
+        return any(next(iter(unaccounted(self.store, sender, pending, accounted)), None) is not None
+                   for pending, accounted in ((PENDING, ACCOUNTED), (LYF_PENDING, LYF_ACCOUNTED)))
 
     def _rate_limited(self, now: int, *, urgent: bool) -> bool:
         """safety.max_rebalances_per_hour on chain time (the devnet compresses time; on a live chain it is

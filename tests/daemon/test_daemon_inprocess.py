@@ -327,6 +327,34 @@ def test_a_stuck_rebalance_whose_condition_disappeared_is_cancelled_not_bumped(
         app.close()
 
 
+@pytest.mark.usefixtures("chain")
+def test_the_next_rebalance_waits_until_the_last_one_is_confirmed_and_accounted(
+    anvil: Any, w3: Any, deployment: Any, tmp_path: Path
+) -> None:
+    """Mined is not enough: until a rebalance is accounted the decision memory (OI applied, timers, marks) is
+    the one from before it, so deciding on the books it already changed would plan the same refit again."""
+    unfit(w3, deployment)
+    app = make_app(anvil, deployment, tmp_path / "state", chain={"confirmations": 6})
+    try:
+        app.on_block(w3.eth.block_number)
+        (first,) = [r for r in app.store.all_intents(app._keeper_address()) if r.intent.kind == "call"]
+        for _ in range(3):  # automine: mined when sent; the in-flight job sees the receipt within a block or two
+            app.on_in_flight(w3.eth.block_number)
+            if app.store.get(first.id).state is State.MINED:
+                break
+            mine(anvil)
+        assert app.store.get(first.id).state is State.MINED  # mined, not yet confirmed (6 blocks)
+        Market(w3, deployment).set_prices({"WETH": Decimal(3300)})  # every vault drifts again
+        app.on_block(w3.eth.block_number)
+        assert [r.id for r in app.store.all_intents(app._keeper_address()) if r.intent.kind == "call"] == [first.id]
+        settle(app, w3, anvil)  # confirmed (3 blocks) and accounted: its memory is saved
+        app.on_block(w3.eth.block_number)
+        calls = [r for r in app.store.all_intents(app._keeper_address()) if r.intent.kind == "call"]
+        assert len(calls) == 2, "once accounted, the drift it did not cover is planned"
+    finally:
+        app.close()
+
+
 def test_still_wanted_keeps_the_intent_when_the_read_fails(
     anvil: Any, w3: Any, deployment: Any, chain: None, tmp_path: Path
 ) -> None:
