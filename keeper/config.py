@@ -224,7 +224,9 @@ class KeeperSettings(BaseSettings):
     default_rules: dict[str, int | str | list[str]] = Field(default_factory=dict)
     vaults: list[VaultSettings] = Field(default_factory=list)
     lyf: LyfSettings = LyfSettings()
-    slippage_bps: int = Field(default=60, gt=0, le=1000)  # netting: leg minimum below the oracle (fee included)
+    # netting: each GLP leg's minimum sits fee + slippage_bps below the oracle. With the reference fee 30 and
+    # maxSlippageBps 100, 35 leaves 35 bps on both sides: above the contract's floor and below the expected fill.
+    slippage_bps: int = Field(default=35, gt=0, le=1000)
     deadline_seconds: int = Field(default=600, gt=0)
     hedged_assets: list[str] = Field(default_factory=lambda: ["WETH", "WBTC"], min_length=1)
     state_dir: Path = Path(".keeper")

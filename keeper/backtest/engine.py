@@ -71,7 +71,7 @@ class Options:
     equity_usd: int = 1_000_000  # per vault, in its denomination at the first row's price
     gas_units: int = Rules().gas_units_per_rebalance  # gas per rebalance transaction (the cost model's figure)
     gas_price_wei: int = Rules().gas_price_wei  # when the series has no gas_price_gwei column
-    slippage_bps: int = 60  # the daemon's default (config slippage_bps)
+    slippage_bps: int = 35  # the daemon's default (config slippage_bps)
     max_slippage_bps: int = 100  # VaultManager.maxSlippageBps
     deadline_seconds: int = 600
     samples: int = 2_000  # plotting samples per run (a stride over the rows)
@@ -206,7 +206,9 @@ def execute(world: World, snap: Snapshot, decision: Decision, rules: Mapping[int
     net = net_changes(plan_changes(plan, snap, rules), oracle, slippage_bps=opts.slippage_bps,
                       max_slippage_bps=opts.max_slippage_bps, deadline=snap.block_timestamp + opts.deadline_seconds,
                       flags=plan.flags, process_vaults=[vp.vault_id for vp in plan.vaults if vp.process],
-                      books={b.vault_id: b for b in snap.books})
+                      books={b.vault_id: b for b in snap.books},
+                      # as the daemon: repays are funded in the contract's execution order from the books' cash
+                      held=tuple(sum(b.cash[i] for b in snap.books) for i in range(len(snap.assets))))
     legs = fill_at_marks(net.order, oracle)
     books = apply_order(world.books, net.order, legs)
     record = attribute(net, Execution(legs, opts.gas_units, gas_price_wei), world.rebalance_count + 1)
