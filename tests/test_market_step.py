@@ -38,3 +38,28 @@ def test_a_market_step_is_one_block(w3: Any, deployment: Any, c: Any, chain: Non
     # automine is back on: an ordinary transaction mines on its own
     market.set_prices({"WETH": Decimal(3000)})
     assert w3.eth.block_number == block + 1
+
+
+def test_the_lyf_price_move_and_its_arbitrage_join_the_steps_block(w3: Any, deployment: Any, anvil: Any,
+                                                                    chain: None) -> None:
+    """The AVAX feed update and the pool's arbitrage (transfer + swap) land in the market step's block: a keeper
+    swap cannot come between the arbitrage's reserve read and its swap (that made the swap revert KInvariant)."""
+    from fractions import Fraction
+
+    from keeper.devnet.anvil import rpc
+    from keeper.devnet.lyf import deploy_lyf, pool_price, price_step_calls
+
+    snapshot = rpc(anvil.url, "evm_snapshot")
+    try:
+        lyf = deploy_lyf(w3)
+        before = pool_price(w3, lyf)
+        calls, (amount_in, amount_out) = price_step_calls(w3, lyf, Fraction(11, 10))
+        assert [fn.fn_name for fn, _ in calls] == ["setAnswer", "transfer", "swap"]
+        assert pool_price(w3, lyf) == before  # nothing sent yet (only the arbitrageur's funds, minted)
+        block = Market(w3, deployment).step(7200, {"WETH": Decimal(3000)}, also=calls)
+        assert len(w3.eth.get_block(block)["transactions"]) == 1 + 3
+        assert amount_in > 0 and amount_out > 0
+        after = pool_price(w3, lyf)
+        assert before * Fraction(109, 100) < after <= before * Fraction(11, 10)  # arbitraged up to the new price
+    finally:
+        assert rpc(anvil.url, "evm_revert", [snapshot])

@@ -32,7 +32,7 @@ from web3 import Web3
 from keeper.chain.reader import Addresses, SnapshotReader
 from keeper.config import render_toml
 from keeper.devnet.anvil import free_port, rpc
-from keeper.devnet.lyf import PRICE_USD, LyfDeployment, move_price
+from keeper.devnet.lyf import PRICE_USD, LyfDeployment, price_step_calls
 from keeper.devnet.market import Market, Script, Shock, gbm_paths, oi_swing
 from keeper.devnet.session import devnet_config, lyf_position_config, start_devnet
 from keeper.errors import InputError
@@ -456,13 +456,15 @@ class Demo:
                 deposit = (user, vault, [50_000 * 10**6, 20 * 10**18, 10**8][vault])
                 if step % (2 * day) == day // 2 and market.shares(user, vault) > 0:
                     withdraw = (user, vault, market.shares(user, vault) // 20)
-            # the whole step in one block: the keeper never trades on half a step (see Market.step)
-            market.step(o.step_seconds, path[step], [("WETH", eth_reserved, Decimal(10_000_000), Decimal(3100))],
-                        deposit=deposit, withdraw=withdraw)
+            lyf_calls: list[tuple[Any, str]] = []
             if self.lyf is not None:  # AVAX follows ETH's path with 1.5× its moves; the feed is refreshed every step
                 factor = 1 + (path[step]["WETH"] / path[step - 1]["WETH"] - 1) * Decimal("1.5")
                 avax *= factor
-                move_price(w3, self.lyf, Fraction(factor))
+                lyf_calls, _swap = price_step_calls(w3, self.lyf, Fraction(factor))
+            # the whole step in one block, the AVAX feed and the pool's arbitrage included: the keeper never trades
+            # on half a step, and no keeper swap lands between the arbitrage's read and its swap (see Market.step)
+            market.step(o.step_seconds, path[step], [("WETH", eth_reserved, Decimal(10_000_000), Decimal(3100))],
+                        deposit=deposit, withdraw=withdraw, also=lyf_calls)
             before = reader.read()
             deadline = time.monotonic() + o.step_wall_seconds
             while time.monotonic() < deadline:

@@ -21,6 +21,7 @@ from typing import Any
 
 from web3 import Web3
 from web3.contract import Contract
+from web3.contract.contract import ContractFunction
 
 from keeper.chain import artifacts
 from keeper.devnet.anvil import DEV_ACCOUNTS
@@ -156,12 +157,25 @@ def move_price(w3: Web3, d: LyfDeployment, factor: Fraction) -> tuple[int, int]:
 
     The arbitrageur (minted what it pays) sells stable for volatile when the price rose, volatile for
     stable when it fell: the largest amount in (getAmountOut, 0.3% fee) whose post-trade pool price does
-    not pass the oracle, so the pool ends within one unit of trade of the new price.
+    not pass the oracle, so the pool ends within one unit of trade of the new price. One transaction per
+    block (automine): a keeper may trade on the pool between them — `price_step_calls` keeps them in one block.
     """
+    calls, swap = price_step_calls(w3, d, factor)
+    for fn, sender in calls:
+        send(w3, fn, sender, fn.fn_name)
+    return swap
+
+
+def price_step_calls(w3: Web3, d: LyfDeployment, factor: Fraction
+                     ) -> tuple[list[tuple[ContractFunction, str]], tuple[int, int]]:
+    """The calls of `move_price` (the oracle update, the arbitrageur's transfer and swap), to be mined in ONE
+    block with nothing in between, and the swap (amount in, amount out). Computed on the reserves now: if
+    another swap on the pair lands first, the arbitrage's output no longer fits and the swap reverts
+    (`KInvariant`). The arbitrageur's funds are minted here, in their own block (the pool does not see them)."""
     feed, pair = contract(w3, "PriceFeed", d.feed), contract(w3, "UniPair", d.pair)
     answer = feed.functions.latestRoundData().call()[1]
     new_answer = int(Fraction(answer) * factor)
-    send(w3, feed.functions.setAnswer(new_answer), d.owner, "set oracle")
+    calls: list[tuple[ContractFunction, str]] = [(feed.functions.setAnswer(new_answer), d.owner)]
     v_dec = contract(w3, "TestToken", d.volatile).functions.decimals().call()
     s_dec = contract(w3, "TestToken", d.stable).functions.decimals().call()
     f_dec = feed.functions.decimals().call()
@@ -184,14 +198,14 @@ def move_price(w3: Web3, d: LyfDeployment, factor: Fraction) -> tuple[int, int]:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if overshoots(mid) else (mid, hi)
     if lo == 0:
-        return 0, 0
+        return calls, (0, 0)
     out = _amount_out(lo, reserve_in, reserve_out)
     token_in = contract(w3, "TestToken", d.stable if buy else d.volatile)
     send(w3, token_in.functions.mint(d.arbitrageur, lo), d.owner, "arbitrage funds")
-    send(w3, token_in.functions.transfer(pair.address, lo), d.arbitrageur, "arbitrage transfer")
     amounts = (out, 0) if buy else (0, out)
-    send(w3, pair.functions.swap(*amounts, d.arbitrageur, b""), d.arbitrageur, "arbitrage swap")
-    return lo, out
+    calls.append((token_in.functions.transfer(pair.address, lo), d.arbitrageur))
+    calls.append((pair.functions.swap(*amounts, d.arbitrageur, b""), d.arbitrageur))  # same sender: nonce order
+    return calls, (lo, out)
 
 
 def pool_price(w3: Web3, d: LyfDeployment) -> Fraction:

@@ -130,8 +130,10 @@ class Market:
         seconds: int,
         prices: Mapping[str, Decimal],
         open_interest: Sequence[tuple[str, Decimal, Decimal, Decimal]] = (),
+        *,
         deposit: tuple[str, int, int] | None = None,
         withdraw: tuple[str, int, int] | None = None,
+        also: Sequence[tuple[ContractFunction, str]] = (),
     ) -> int:
         """One market step as ONE block: `seconds` of time, every feed in `prices`, the open interest
         (symbol, reserved tokens, short USD, short average price), a user's deposit (user, vault, amount) and
@@ -143,7 +145,8 @@ class Market:
         real block sees (a real Chainlink feed moves by one deviation threshold per update). In one block the
         keeper sees the state before the step or after it, never a mix. The deposit's tokens are minted and
         approved first (own blocks: nothing the keeper reads); the user's deposit and request follow in the
-        step's block (same sender: nonce order)."""
+        step's block (same sender: nonce order). `also`: further (call, sender) pairs for the same block, after
+        these (e.g. keeper.devnet.lyf.price_step_calls)."""
         if deposit is not None:
             user, vault_id, amount = deposit
             symbol = list(self.d.tokens)[self._vm.functions.getBook(vault_id).call()[0]]
@@ -164,6 +167,7 @@ class Market:
             calls.append((self._vm.functions.deposit(deposit[1], deposit[2]), deposit[0]))
         if withdraw is not None:
             calls.append((self._vm.functions.requestWithdraw(withdraw[1], withdraw[2]), withdraw[0]))
+        calls.extend(also)
         rpc(self.url, "evm_setAutomine", [False])
         try:
             hashes = [fn.transact({"from": sender, "gas": 1_000_000}) for fn, sender in calls]
