@@ -306,8 +306,11 @@ def app_selector(signature: str) -> bytes:
 def test_daemon_with_a_restricted_allow_list_sends_nothing(
     world: World, daemons: Any, tmp_path: Path, record: Any
 ) -> None:
+    from decimal import Decimal
+
     from tests.faults.conftest import ready
 
+    world.step(60, WETH=Decimal(4000))  # ETH +33%: a rebalance is due (the seed is the keeper's fit)
     nonce = world.keeper_nonce()
     d = daemons(keeper_config(world.anvil, world.deployment, tmp_path / "state",
                               safety={"allowed_selectors": ["0xdeadbeef"]})).start()

@@ -108,7 +108,7 @@ def test_pool_jump_beyond_outer_band_halts(
     config = keeper_config(world.anvil, world.deployment, tmp_path / "state")
     d = daemons(config).start()
     ready(d, world)
-    settle(d, world)  # the seeded books are fitted first (they start beyond any band)
+    settle(d, world)  # quiet chain first (the seed is the keeper's own fit: usually nothing to do)
     d.stop()
     d.config["default_rules"] = {"drift_policy": "bands"}  # same journal, band policy from here
     d.start()
