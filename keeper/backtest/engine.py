@@ -37,7 +37,15 @@ from keeper.backtest.world import (
 )
 from keeper.decide import Decision, Plan, Rules, decide
 from keeper.errors import InputError
-from keeper.net import Execution, NettingError, VaultChange, apply_order, net_changes, oracle_from_snapshot
+from keeper.net import (
+    Execution,
+    NettingError,
+    VaultChange,
+    apply_order,
+    books_cash,
+    net_changes,
+    oracle_from_snapshot,
+)
 from keeper.snapshot import Snapshot
 
 OUT_OF_REACH = 10**12  # bps: a threshold no drift reaches (time-only policy; the gate "off")
@@ -208,7 +216,7 @@ def execute(world: World, snap: Snapshot, decision: Decision, rules: Mapping[int
                       flags=plan.flags, process_vaults=[vp.vault_id for vp in plan.vaults if vp.process],
                       books={b.vault_id: b for b in snap.books},
                       # as the daemon: repays are funded in the contract's execution order from the books' cash
-                      held=tuple(sum(b.cash[i] for b in snap.books) for i in range(len(snap.assets))))
+                      held=books_cash(snap.books, len(snap.assets)))
     legs = fill_at_marks(net.order, oracle)
     books = apply_order(world.books, net.order, legs)
     record = attribute(net, Execution(legs, opts.gas_units, gas_price_wei), world.rebalance_count + 1)

@@ -64,6 +64,7 @@ from keeper.net import (
     FillShortOfBound,
     NetPlan,
     VaultChange,
+    books_cash,
     compare_notional,
     gmx_quote,
     net_changes,
@@ -597,7 +598,7 @@ class KeeperApp:
             books={b.vault_id: b for b in snap.books},
             gmx=gmx_quote(snap),
             # the manager's balances at least: repays run before withdrawals (keeper.net.engine `held`)
-            held=tuple(sum(b.cash[i] for b in snap.books) for i in range(len(snap.assets))),
+            held=books_cash(snap.books, len(snap.assets)),
         )
 
     def max_slippage_bps(self, block: int) -> int:

@@ -106,6 +106,11 @@ def _check_change(c: VaultChange, n: int) -> None:
             raise MandateViolation(f"vault {c.vault_id}: change in asset {i} outside its mandate")
 
 
+def books_cash(books: Sequence[Book], n_assets: int) -> tuple[int, ...]:
+    """Σ of the books' cash per asset: a lower bound of the manager's balances, for `net_changes(held=...)`."""
+    return tuple(sum(b.cash[i] for b in books) for i in range(n_assets))
+
+
 def net_changes(
     changes: Sequence[VaultChange],
     oracle: Oracle,
