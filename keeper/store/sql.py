@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -209,6 +210,11 @@ class SqlStore:
             if version <= current:
                 continue
             with self._tx() as cur:
+                # re-read inside the write transaction: another process opening the same file may have
+                # applied this step since (SQLite's BEGIN IMMEDIATE serialises; PostgreSQL holds an advisory lock)
+                row = self._run(cur, "SELECT MAX(version) FROM schema_version").fetchone()
+                if row and row[0] is not None and int(row[0]) >= version:
+                    continue
                 for step in steps:
                     self._run(cur, step.replace("{pk}", self.pk_type))
                 self._run(cur, "DELETE FROM schema_version")
@@ -477,10 +483,27 @@ class SqliteStore(SqlStore):
         # One connection shared by the daemon's threads; `_lock` serialises every transaction on it.
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
         self._lock = threading.RLock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._set_up(timeout=30.0)
+        self._migrate()
+
+    def _set_up(self, *, timeout: float) -> None:
+        """Switch the file to WAL, retrying while another process holds it.
+
+        SQLite does not call the busy handler for a journal-mode change that meets another connection's
+        lock (two `keeper run` on one state directory, started together, both open a fresh file), so the
+        connect timeout alone does not cover it: retry "database is locked" until `timeout`, then raise.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
         self._conn.execute("PRAGMA synchronous=FULL")  # a reserved nonce survives power loss, not just kill -9
         self._conn.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
 
     @contextmanager
     def _tx(self) -> Iterator[_Cursor]:
