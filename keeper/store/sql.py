@@ -212,8 +212,7 @@ class SqlStore:
             with self._tx() as cur:
                 # re-read inside the write transaction: another process opening the same file may have
                 # applied this step since (SQLite's BEGIN IMMEDIATE serialises; PostgreSQL holds an advisory lock)
-                row = self._run(cur, "SELECT MAX(version) FROM schema_version").fetchone()
-                if row and row[0] is not None and int(row[0]) >= version:
+                if self._version(cur) >= version:
                     continue
                 for step in steps:
                     self._run(cur, step.replace("{pk}", self.pk_type))
@@ -222,7 +221,10 @@ class SqlStore:
 
     def schema_version(self) -> int:
         with self._tx() as cur:
-            row = self._run(cur, "SELECT MAX(version) FROM schema_version").fetchone()
+            return self._version(cur)
+
+    def _version(self, cur: _Cursor) -> int:
+        row = self._run(cur, "SELECT MAX(version) FROM schema_version").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
     # --- intents ----------------------------------------------------------------------------------------------
@@ -475,15 +477,18 @@ class SqlStore:
         raise NotImplementedError
 
 
+BUSY_SECONDS = 30.0  # how long a SQLite open or write waits for another process's lock before it fails
+
+
 class SqliteStore(SqlStore):
     """The embedded default: one file, WAL journal, writes serialised by BEGIN IMMEDIATE."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         # One connection shared by the daemon's threads; `_lock` serialises every transaction on it.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_SECONDS, check_same_thread=False)
         self._lock = threading.RLock()
-        self._set_up(timeout=30.0)
+        self._set_up(timeout=BUSY_SECONDS)
         self._migrate()
 
     def _set_up(self, *, timeout: float) -> None:
