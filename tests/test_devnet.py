@@ -69,18 +69,17 @@ def test_snapshot_is_one_eth_call_and_matches_direct_views(
     )[5]
 
 
-def test_seeded_books_are_at_the_keepers_own_target(w3: Any, deployment: Any, chain: None) -> None:
+def test_seeded_books_are_at_the_keepers_own_target(w3: Any, deployment: Any, chain: None, c: Any) -> None:
     """The seed rebalance is the keeper's own fit: right after deployment no vault drifts (every hedge within
     0.5% of its target, far inside the 5% drift rule and the 2.5%/10% bands; the BTC vault runs the bands in the
     demo), nothing halts, and the only trade the keeper wants is none (the recurring cycle is 48h away)."""
     from fractions import Fraction
 
     from keeper.decide import Rules, decide
-    from keeper.devnet.deploy import contract
 
     # Read at the seed's own block: anvil's clock follows the wall clock, so debt interest accrued while the
     # rest of the session ran would otherwise pull the health factor a few 1e-9 below the target it was set at.
-    seeds = contract(w3, "VaultManager", deployment.vault_manager).events.Rebalanced().get_logs(from_block=0)
+    seeds = c("VaultManager").events.Rebalanced().get_logs(from_block=0)
     assert seeds, "the deployment emitted no Rebalanced event: it was not seeded"
     snap = _reader(w3, deployment).read(seeds[0]["blockNumber"])
     for rules in ({}, {2: Rules(drift_policy="bands")}, {v: Rules(drift_policy="bands") for v in range(3)}):
